@@ -1,0 +1,5 @@
+"""``python -m hgwire``."""
+
+from hgwire.cli import main
+
+raise SystemExit(main())

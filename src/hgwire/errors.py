@@ -1,0 +1,61 @@
+"""The one exception hierarchy of hgwire.
+
+Everything hgwire raises on purpose derives from :class:`HgwireError`. Bad input from a
+peer becomes a :class:`ProtocolError` or :class:`CommandError` sent back to that peer;
+damaged or unsupported repositories raise :class:`RepositoryError`.
+"""
+
+from __future__ import annotations
+
+
+class HgwireError(Exception):
+    """Base class of every error hgwire raises deliberately."""
+
+
+class ProtocolError(HgwireError):
+    """A peer violated the wire protocol (framing, state machine, settings)."""
+
+
+class FrameError(ProtocolError):
+    """A frame could not be read or built (bad header, short payload, too large)."""
+
+
+class CBORDecodeError(ProtocolError):
+    """Bytes that are not CBOR hgwire accepts (Mercurial's subset, within limits)."""
+
+
+class CBOREncodeError(HgwireError):
+    """A value that cannot be encoded in Mercurial's CBOR subset."""
+
+
+class EncodingError(ProtocolError):
+    """A content-encoding (zlib, zstd-8mb) stream failed or exceeded its limits."""
+
+
+class CommandError(HgwireError):
+    """A command rejected its arguments or failed in a way the client should be told.
+
+    ``message`` is a bytes format with ``%s`` placeholders filled from ``args``, the shape
+    Mercurial's v2 status map uses.
+    """
+
+    def __init__(self, message: bytes, args: list[bytes] | None = None) -> None:
+        self.message = message
+        self.msgargs = list(args or [])
+        try:
+            text = (message % tuple(self.msgargs)) if self.msgargs else message
+        except (TypeError, ValueError):
+            text = message
+        super().__init__(text.decode("utf-8", "replace"))
+
+
+class RepositoryError(HgwireError):
+    """A repository is damaged, unsupported or cannot be opened."""
+
+
+class LockError(RepositoryError):
+    """A repository lock could not be taken."""
+
+
+class AbortError(HgwireError):
+    """An operation was stopped with a message for the user (like Mercurial's abort)."""

@@ -1,0 +1,72 @@
+"""A tiny virtual file system rooted at a directory (Mercurial calls this a vfs).
+
+Revlogs and the store open files through a vfs so that path encoding, auditing and
+atomic replacement live in one place.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import IO
+
+
+class VFS:
+    """Files below ``base``; paths are ``/``-separated strings relative to it."""
+
+    def __init__(self, base: str | os.PathLike[str]) -> None:
+        self.base = Path(base)
+
+    def join(self, path: str) -> Path:
+        """The filesystem path of ``path`` (no encoding in the plain vfs)."""
+        return self.base / path if path else self.base
+
+    def __call__(self, path: str, mode: str = "rb") -> IO[bytes]:
+        """Open ``path``; writing modes create missing parent directories."""
+        full = self.join(path)
+        if any(m in mode for m in "wax+"):
+            full.parent.mkdir(parents=True, exist_ok=True)
+        return open(full, mode)
+
+    def exists(self, path: str) -> bool:
+        return self.join(path).exists()
+
+    def size(self, path: str) -> int:
+        """Size in bytes, 0 when the file does not exist."""
+        try:
+            return self.join(path).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def read(self, path: str) -> bytes:
+        with self(path) as fh:
+            return fh.read()
+
+    def tryread(self, path: str) -> bytes:
+        """The file's content, or ``b''`` when it does not exist."""
+        try:
+            return self.read(path)
+        except FileNotFoundError:
+            return b""
+
+    def atomic_write(self, path: str, data: bytes) -> None:
+        """Replace ``path`` with ``data`` so readers see the old or the new file, never half."""
+        full = self.join(path)
+        full.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{full.name}-", dir=full.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, full)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def unlink(self, path: str) -> None:
+        self.join(path).unlink(missing_ok=True)
+
+    def makedirs(self, path: str) -> None:
+        self.join(path).mkdir(parents=True, exist_ok=True)
