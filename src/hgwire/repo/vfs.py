@@ -12,45 +12,50 @@ from pathlib import Path
 from typing import IO
 
 
+def _strpath(path: str | bytes) -> str:
+    """A vfs path as ``str``; bytes paths are decoded losslessly (surrogateescape)."""
+    return path if isinstance(path, str) else path.decode("utf-8", "surrogateescape")
+
+
 class VFS:
-    """Files below ``base``; paths are ``/``-separated strings relative to it."""
+    """Files below ``base``; paths are ``/``-separated strings (or bytes) relative to it."""
 
     def __init__(self, base: str | os.PathLike[str]) -> None:
         self.base = Path(base)
 
-    def join(self, path: str) -> Path:
+    def join(self, path: str | bytes) -> Path:
         """The filesystem path of ``path`` (no encoding in the plain vfs)."""
-        return self.base / path if path else self.base
+        return self.base / _strpath(path) if path else self.base
 
-    def __call__(self, path: str, mode: str = "rb") -> IO[bytes]:
+    def __call__(self, path: str | bytes, mode: str = "rb") -> IO[bytes]:
         """Open ``path``; writing modes create missing parent directories."""
         full = self.join(path)
         if any(m in mode for m in "wax+"):
             full.parent.mkdir(parents=True, exist_ok=True)
         return open(full, mode)
 
-    def exists(self, path: str) -> bool:
+    def exists(self, path: str | bytes) -> bool:
         return self.join(path).exists()
 
-    def size(self, path: str) -> int:
+    def size(self, path: str | bytes) -> int:
         """Size in bytes, 0 when the file does not exist."""
         try:
             return self.join(path).stat().st_size
         except FileNotFoundError:
             return 0
 
-    def read(self, path: str) -> bytes:
+    def read(self, path: str | bytes) -> bytes:
         with self(path) as fh:
             return fh.read()
 
-    def tryread(self, path: str) -> bytes:
+    def tryread(self, path: str | bytes) -> bytes:
         """The file's content, or ``b''`` when it does not exist."""
         try:
             return self.read(path)
         except FileNotFoundError:
             return b""
 
-    def atomic_write(self, path: str, data: bytes) -> None:
+    def atomic_write(self, path: str | bytes, data: bytes) -> None:
         """Replace ``path`` with ``data`` so readers see the old or the new file, never half."""
         full = self.join(path)
         full.parent.mkdir(parents=True, exist_ok=True)
@@ -65,8 +70,8 @@ class VFS:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def unlink(self, path: str) -> None:
+    def unlink(self, path: str | bytes) -> None:
         self.join(path).unlink(missing_ok=True)
 
-    def makedirs(self, path: str) -> None:
+    def makedirs(self, path: str | bytes) -> None:
         self.join(path).mkdir(parents=True, exist_ok=True)
