@@ -59,3 +59,13 @@ class LockError(RepositoryError):
 
 class AbortError(HgwireError):
     """An operation was stopped with a message for the user (like Mercurial's abort)."""
+
+
+class LookupNodeError(RepositoryError):
+    """A node (or revision number) is not in a revlog; ``key`` is what was looked up."""
+
+    def __init__(self, key: bytes | int, name: str = "") -> None:
+        self.key = key
+        self.name = name
+        shown = key.hex() if isinstance(key, bytes) else str(key)
+        super().__init__(f"{name}: no node {shown}" if name else f"no node {shown}")
