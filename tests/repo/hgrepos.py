@@ -47,7 +47,7 @@ CORPUS_41K = CORPUS / "hg-history-41k.tar.gz"
 # Bumped whenever the generated history changes (part of cache directory names).
 FULL_REPO_LAYOUT = 1
 
-LONG_PATH = "/".join(["DirectoryNumber%02d" % i for i in range(10)]) + "/SomeLongFileName.txt"
+LONG_PATH = "/".join([f"DirectoryNumber{i:02d}" for i in range(10)]) + "/SomeLongFileName.txt"
 
 
 @dataclass
@@ -187,7 +187,7 @@ def _full_history() -> list[Step]:
     h.write("with space.txt", b"space\n")
     h.write("trailing./file ", b"trailing dot dir and space\n")
     h.write("under_score.txt", b"underscore\n")
-    h.write("café.txt", "non-ascii name\n".encode())
+    h.write("café.txt", b"non-ascii name\n")
     h.write("a:b?c.txt", b"reserved characters\n")
     h.write(LONG_PATH, b"a path long enough to be hashed into dh/\n")
     h.write("x" * 130 + ".txt", b"a very long basename\n")
