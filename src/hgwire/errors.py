@@ -69,3 +69,26 @@ class LookupNodeError(RepositoryError):
         self.name = name
         shown = key.hex() if isinstance(key, bytes) else str(key)
         super().__init__(f"{name}: no node {shown}" if name else f"no node {shown}")
+
+
+class BundleError(ProtocolError):
+    """A changegroup, bundle2 or stream-clone byte stream is malformed or truncated."""
+
+
+class BundleUnknownFeatureError(BundleError):
+    """A bundle2 stream needs something we do not support (spec storage §9.1, §9.2).
+
+    ``parttype`` names an unknown mandatory part, ``params`` unknown mandatory
+    parameters (of that part, or of the stream when ``parttype`` is ``None``).
+    """
+
+    def __init__(self, parttype: bytes | None = None, params: tuple[bytes, ...] = ()) -> None:
+        self.parttype = parttype
+        self.params = tuple(params)
+        what = []
+        if parttype is not None:
+            what.append("part type " + parttype.decode("latin-1"))
+        if self.params:
+            names = ", ".join(p.decode("latin-1") for p in self.params)
+            what.append("parameters " + names)
+        super().__init__("missing support for " + "; ".join(what or ["unknown feature"]))
