@@ -297,6 +297,10 @@ class Transaction:
             backup = b""
         self._addbackupentry((location, f, backup, False))
 
+    def hasbackup(self, path: str | bytes) -> bool:
+        """Whether ``path`` was already backed up (or registered as temporary)."""
+        return fsbytes(path) in self._backupmap
+
     def registertmp(self, path: str | bytes, location: str = "") -> None:
         """A temporary file deleted when the transaction ends either way."""
         self._active()
