@@ -94,7 +94,12 @@ def _playback(
     restored: list[tuple[VFS, bytes]] = []
 
     def restore(vfs: VFS, f: bytes, b: bytes) -> None:
-        shutil.copyfile(vfs.join(b), vfs.join(f))
+        # copy then rename: the backup may be a hard link of the file (Mercurial makes
+        # them), and readers must never see a half-restored file
+        dest = vfs.join(f)
+        tmp = dest.with_name(dest.name + ".hgwire-restore")
+        shutil.copyfile(vfs.join(b), tmp)
+        os.replace(tmp, dest)
         restored.append((vfs, b))
 
     store_backups = {
@@ -209,7 +214,7 @@ class Transaction:
         self._offsets: dict[bytes, int] = {}
         self._newfiles: set[bytes] = set()
         self._backupentries: list[BackupEntry] = []
-        self._backupmap: dict[bytes, int] = {}
+        self._backupmap: dict[tuple[str, bytes], int] = {}  # (location, file) -> entry
         self._tmpfiles: set[bytes] = set()
         self._pending: dict[bytes, Callback] = {}
         self._finalize: dict[bytes, Callback] | None = {}
@@ -249,7 +254,7 @@ class Transaction:
         """Record ``path``'s size before its first append (0: new file, deleted on abort)."""
         self._active()
         f = fsbytes(path)
-        if f in self._newfiles or f in self._offsets or f in self._backupmap:
+        if f in self._newfiles or f in self._offsets or ("", f) in self._backupmap:
             return
         if f in self._tmpfiles:
             return
@@ -280,9 +285,11 @@ class Transaction:
         """
         self._active()
         f = fsbytes(path)
-        if f in self._newfiles or f in self._backupmap:
+        key = self._key(location, f)
+        store = key[0] == ""
+        if key in self._backupmap or (store and f in self._newfiles):
             return
-        if f in self._offsets and not for_offset:
+        if store and f in self._offsets and not for_offset:
             return
         vfs = self._vfsmap[location]
         dirname, _, filename = f.rpartition(b"/")
@@ -297,9 +304,12 @@ class Transaction:
             backup = b""
         self._addbackupentry((location, f, backup, False))
 
-    def hasbackup(self, path: str | bytes) -> bool:
+    def _key(self, location: str, path: bytes) -> tuple[str, bytes]:
+        return ("" if self._vfsmap.get(location) is self._opener else location, path)
+
+    def hasbackup(self, path: str | bytes, location: str = "") -> bool:
         """Whether ``path`` was already backed up (or registered as temporary)."""
-        return fsbytes(path) in self._backupmap
+        return self._key(location, fsbytes(path)) in self._backupmap
 
     def registertmp(self, path: str | bytes, location: str = "") -> None:
         """A temporary file deleted when the transaction ends either way."""
@@ -310,7 +320,7 @@ class Transaction:
 
     def _addbackupentry(self, entry: BackupEntry) -> None:
         self._backupentries.append(entry)
-        self._backupmap[entry[1]] = len(self._backupentries) - 1
+        self._backupmap[self._key(entry[0], entry[1])] = len(self._backupentries) - 1
         loc, f, b, c = entry
         self._backupsfile.write(b"%s\0%s\0%s\0%d\n" % (loc.encode(), f, b, c))
         self._backupsfile.flush()
