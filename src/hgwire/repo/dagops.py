@@ -63,8 +63,8 @@ class DAG:
     @classmethod
     def from_storage(cls, store: ParentRevs) -> DAG:
         """Build from anything with ``len()`` and ``parentrevs(rev)``; uses bulk access
-        (``parentrevs_arrays()``) when the storage offers it."""
-        bulk = getattr(store, "parentrevs_arrays", None)
+        (``parentrevs_array()``) when the storage offers it."""
+        bulk = getattr(store, "parentrevs_array", None)
         if bulk is not None:
             p1, p2 = bulk()
             return cls.from_arrays(p1, p2)
