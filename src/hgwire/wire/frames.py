@@ -3,16 +3,25 @@
 A frame is an 8-byte header and a payload (spec §1.1): a 24-bit little-endian payload
 length, a 16-bit little-endian request id, a stream id, stream flags, and one byte whose
 high nibble is the frame type and low nibble the per-type flags.
+
+The frame builders at the end mirror the 6.0 ones (``wireprotoframing.create*``) byte for
+byte; they take a stream object (:class:`FrameStream`, implemented by
+:class:`hgwire.wire.streams.OutputStream`) that adds the stream flags and content encoding.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
+from typing import Any, BinaryIO, Protocol
 
 from hgwire.errors import FrameError
+from hgwire.wire import cbor
+
+#: Anything frame code accepts as bytes.
+BytesLike = bytes | bytearray | memoryview
 
 FRAME_HEADER_SIZE = 8
 #: Payload size every Mercurial sender keeps to (spec §1.6).
@@ -257,13 +266,38 @@ def describe_flags(type_id: int, flags: int) -> str:
     return _describe_bits(flags, names)
 
 
+def make_frame(
+    request_id: int,
+    stream_id: int,
+    stream_flags: int,
+    type_id: int,
+    flags: int,
+    payload: BytesLike = b"",
+) -> Frame:
+    """A validated frame: every field must fit its header field (spec §1.1).
+
+    Mercurial 6.0's ``makeframe()`` truncates an oversized length and ORs wide flags into
+    the type nibble; hgwire refuses both with a :class:`FrameError`.
+    """
+    if isinstance(payload, bytearray):
+        payload = memoryview(payload)
+    encode_header(len(payload), request_id, stream_id, stream_flags, type_id, flags)
+    return Frame(request_id, stream_id, stream_flags, type_id, flags, payload)
+
+
 class FrameReader:
     """Sans-IO frame reader: feed bytes, get complete frames.
 
     Partial frames stay buffered until their remaining bytes arrive. A header announcing a
     payload longer than ``max_payload`` is a :class:`FrameError` at once, before anything is
-    allocated for it.
+    allocated for it; nothing is allocated ahead of the bytes actually received either.
+
+    Each payload is copied exactly once, out of the fed data (or out of the buffer holding a
+    frame that arrived in pieces); the bytes of a feed that follow the last complete frame
+    are the only ones buffered.
     """
+
+    __slots__ = ("_buffer", "max_payload")
 
     def __init__(self, max_payload: int = MAX_PAYLOAD_LENGTH) -> None:
         self.max_payload = max_payload
@@ -274,51 +308,444 @@ class FrameReader:
         """Bytes received but not yet part of a complete frame."""
         return len(self._buffer)
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
-        """Add ``data`` and return every frame it completes, in order."""
-        return list(self.iter_feed(data))
+    def _check_length(self, length: int) -> None:
+        if length > self.max_payload:
+            raise FrameError(f"frame length {length} exceeds the maximum of {self.max_payload}")
 
-    def iter_feed(self, data: bytes | bytearray | memoryview) -> Iterator[Frame]:
-        """Like :meth:`feed`, yielding frames one by one."""
-        buf = self._buffer
-        buf += data
-        offset = 0
-        end = len(buf)
-        try:
-            while end - offset >= FRAME_HEADER_SIZE:
-                lo, hi, rid, sid, sflags, tf = _HEADER.unpack_from(buf, offset)
+    def feed(self, data: BytesLike) -> list[Frame]:
+        """Add ``data`` and return every frame it completes, in order.
+
+        After a :class:`FrameError` the reader is unusable (the stream is out of sync).
+        """
+        frames: list[Frame] = []
+        with memoryview(data) as view, view.cast("B") as mv:
+            size = len(mv)
+            pos = 0
+            buf = self._buffer
+            if buf:
+                # Complete the frame that is already partly buffered, copying no more of
+                # ``data`` than that frame needs.
+                have = len(buf)
+                if have < FRAME_HEADER_SIZE:
+                    take = min(FRAME_HEADER_SIZE - have, size)
+                    buf += mv[:take]
+                    pos = take
+                    if len(buf) < FRAME_HEADER_SIZE:
+                        return frames
+                lo, hi, rid, sid, sflags, tf = _HEADER.unpack_from(buf)
                 length = lo | (hi << 16)
-                if length > self.max_payload:
-                    raise FrameError(
-                        f"frame length {length} exceeds the maximum of {self.max_payload}"
-                    )
-                start = offset + FRAME_HEADER_SIZE
-                if end - start < length:
+                self._check_length(length)
+                need = FRAME_HEADER_SIZE + length - len(buf)
+                take = min(need, size - pos)
+                buf += mv[pos : pos + take]
+                pos += take
+                if take < need:
+                    return frames
+                with memoryview(buf) as bview:
+                    payload = bytes(bview[FRAME_HEADER_SIZE:])
+                buf.clear()
+                frames.append(Frame(rid, sid, sflags, tf >> 4, tf & 0x0F, payload))
+            unpack = _HEADER.unpack_from
+            max_payload = self.max_payload
+            while size - pos >= FRAME_HEADER_SIZE:
+                lo, hi, rid, sid, sflags, tf = unpack(mv, pos)
+                length = lo | (hi << 16)
+                if length > max_payload:
+                    self._check_length(length)
+                start = pos + FRAME_HEADER_SIZE
+                end = start + length
+                if end > size:
                     break
-                payload = bytes(buf[start : start + length])
-                offset = start + length
-                yield Frame(rid, sid, sflags, tf >> 4, tf & 0x0F, payload)
-        finally:
-            if offset:
-                del buf[:offset]
+                frames.append(Frame(rid, sid, sflags, tf >> 4, tf & 0x0F, bytes(mv[start:end])))
+                pos = end
+            if pos < size:
+                # The start of a frame (its header, if complete, was checked above).
+                buf += mv[pos:]
+        return frames
+
+    def iter_feed(self, data: BytesLike) -> Iterator[Frame]:
+        """Like :meth:`feed`, as an iterator."""
+        return iter(self.feed(data))
 
     def eof(self) -> None:
-        """Declare the end of input; raises if a partial frame is left (spec §1.1)."""
+        """Declare the end of input; raises if a partial frame is left (spec §1.1).
+
+        The messages are Mercurial's ``readframe()`` ones; for a partial header 6.0 also
+        embeds the raw zero-filled header bytes, hgwire gives them in hex instead.
+        """
         remaining = len(self._buffer)
         if remaining == 0:
             return
         if remaining < FRAME_HEADER_SIZE:
-            raise FrameError("received incomplete frame")
+            raise FrameError(
+                f"received incomplete frame: got {remaining} bytes: {self._buffer.hex()}"
+            )
         header = decode_header(self._buffer)
         got = remaining - FRAME_HEADER_SIZE
         raise FrameError(f"frame length error: expected {header.length}; got {got}")
 
 
-def read_frames(
-    data: bytes | bytearray | memoryview, max_payload: int = MAX_PAYLOAD_LENGTH
-) -> list[Frame]:
+def read_frames(data: BytesLike, max_payload: int = MAX_PAYLOAD_LENGTH) -> list[Frame]:
     """Every frame in ``data``, which must end on a frame boundary."""
     reader = FrameReader(max_payload)
     frames = reader.feed(data)
     reader.eof()
     return frames
+
+
+# ---------------------------------------------------------------------------------------
+# Frame builders (spec §1.6, §2.4, §3.1-§3.6), mirroring Mercurial 6.0's create* functions.
+
+
+class FrameStream(Protocol):
+    """What the builders need from an output stream (see ``streams.OutputStream``)."""
+
+    @property
+    def stream_id(self) -> int: ...
+
+    @property
+    def settings_sent(self) -> bool: ...
+
+    def make_frame(
+        self,
+        request_id: int,
+        type_id: int,
+        flags: int,
+        payload: BytesLike,
+        *,
+        encoded: bool = False,
+    ) -> Frame: ...
+
+    def encode(self, data: BytesLike) -> bytes | memoryview: ...
+
+    def flush(self) -> bytes: ...
+
+
+def _slices(data: bytes | memoryview, size: int) -> Iterator[bytes | memoryview]:
+    """``data`` cut into ``size``-byte pieces without copying (memoryview slices)."""
+    if len(data) <= size:
+        yield data
+        return
+    view = memoryview(data) if isinstance(data, bytes) else data
+    for offset in range(0, len(view), size):
+        yield view[offset : offset + size]
+
+
+def create_command_frames(
+    stream: FrameStream,
+    request_id: int,
+    name: bytes,
+    args: Mapping[bytes, Any] | None = None,
+    data: BytesLike | BinaryIO | None = None,
+    *,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    redirect: Mapping[bytes, Any] | None = None,
+) -> Iterator[Frame]:
+    """The frames of one command request (spec §1.6, §3.1, §3.2).
+
+    The CBOR map ``{name, args?, redirect?}`` is cut into ``max_frame_size`` slices: the
+    first gets ``new``, later ones ``continuation``, and ``more`` is set when a slice is full
+    and bytes remain. With ``data`` (``b""`` counts: an empty data section), every request
+    frame gets ``have-data`` and command-data frames follow in 32768-byte blocks (always
+    the default size, as in 6.0): full blocks get ``continuation``, the last, short or
+    empty, gets ``eos``. ``data`` may be a binary file, read block by block.
+    """
+    request: dict[bytes, Any] = {b"name": name}
+    if args:
+        request[b"args"] = args
+    if redirect:
+        request[b"redirect"] = redirect
+    encoded = memoryview(cbor.dumps(request))
+    have_data = CommandRequestFlag.HAVE_DATA if data is not None else 0
+    total = len(encoded)
+    offset = 0
+    flags: int
+    while True:
+        flags = CommandRequestFlag.NEW if offset == 0 else CommandRequestFlag.CONTINUATION
+        flags |= have_data
+        payload = encoded[offset : offset + max_frame_size]
+        offset += len(payload)
+        more = len(payload) == max_frame_size and offset < total
+        if more:
+            flags |= CommandRequestFlag.MORE
+        yield stream.make_frame(request_id, FrameType.COMMAND_REQUEST, flags, payload)
+        if not more:
+            break
+    if data is None:
+        return
+    block = DEFAULT_MAX_FRAME_SIZE
+    if isinstance(data, bytes | bytearray | memoryview):
+        view = memoryview(data).cast("B")
+        offset = 0
+        while True:
+            chunk = view[offset : offset + block]
+            offset += len(chunk)
+            full = len(chunk) == block
+            flags = CommandDataFlag.CONTINUATION if full else CommandDataFlag.EOS
+            yield stream.make_frame(request_id, FrameType.COMMAND_DATA, flags, chunk)
+            if not full:
+                return
+    while True:
+        piece = data.read(block)
+        full = len(piece) == block
+        flags = CommandDataFlag.CONTINUATION if full else CommandDataFlag.EOS
+        yield stream.make_frame(request_id, FrameType.COMMAND_DATA, flags, piece)
+        if not full:
+            return
+
+
+def create_sender_protocol_settings_frame(
+    stream: FrameStream, request_id: int, encodings: Sequence[bytes]
+) -> Frame:
+    """The client's settings frame advertising content encodings (spec §2.2), flag ``eos``."""
+    payload = cbor.dumps({b"contentencodings": list(encodings)})
+    return stream.make_frame(
+        request_id, FrameType.SENDER_PROTOCOL_SETTINGS, SettingsFlag.EOS, payload
+    )
+
+
+def create_stream_settings_frame(stream: FrameStream, request_id: int, encoding: bytes) -> Frame:
+    """A stream-settings frame naming ``encoding`` (spec §2.4), flag ``eos``.
+
+    ``streams.OutputStream.make_settings_frame`` is the usual way to get one: it knows
+    whether the stream still needs it.
+    """
+    return stream.make_frame(
+        request_id, FrameType.STREAM_SETTINGS, SettingsFlag.EOS, cbor.dumps(encoding)
+    )
+
+
+_STATUS_OK = cbor.dumps({b"status": b"ok"})
+
+
+def create_command_response_ok_frame(stream: FrameStream, request_id: int) -> Frame | None:
+    """The ``{status: ok}`` frame opening a successful response (spec §2.5, §3.3).
+
+    Once stream settings were sent the payload goes through the encoder and the frame is
+    marked ``encoded``; if the encoder buffers everything, there is no frame (None).
+    """
+    payload: bytes | memoryview = _STATUS_OK
+    encoded = stream.settings_sent
+    if encoded:
+        payload = stream.encode(payload)
+        if not payload:
+            return None
+    return stream.make_frame(
+        request_id,
+        FrameType.COMMAND_RESPONSE,
+        CommandResponseFlag.CONTINUATION,
+        payload,
+        encoded=encoded,
+    )
+
+
+def create_command_response_eos_frames(
+    stream: FrameStream, request_id: int, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+) -> Iterator[Frame]:
+    """The frames ending a response: the encoder flush, ``eos`` on the last (spec §3.3).
+
+    An empty flush gives one empty, unencoded ``eos`` frame.
+    """
+    payload = stream.flush()
+    if not payload:
+        yield stream.make_frame(
+            request_id, FrameType.COMMAND_RESPONSE, CommandResponseFlag.EOS, b""
+        )
+        return
+    view = memoryview(payload)
+    total = len(view)
+    offset = 0
+    while offset < total:
+        chunk = view[offset : offset + max_frame_size]
+        offset += len(chunk)
+        flags = CommandResponseFlag.EOS if offset == total else CommandResponseFlag.CONTINUATION
+        yield stream.make_frame(request_id, FrameType.COMMAND_RESPONSE, flags, chunk, encoded=True)
+
+
+#: Optional keys of a redirect ``location``, in the order 6.0 adds them (spec §3.6).
+REDIRECT_LOCATION_KEYS = (
+    b"size",
+    b"fullhashes",
+    b"fullhashseed",
+    b"serverdercerts",
+    b"servercadercerts",
+)
+
+
+def create_alternate_location_response_frame(
+    stream: FrameStream,
+    request_id: int,
+    url: bytes,
+    mediatype: bytes,
+    **optional: Any,
+) -> Frame:
+    """A ``{status: redirect, location: {...}}`` response frame (spec §3.6).
+
+    ``optional`` takes ``size``, ``fullhashes``, ``fullhashseed``, ``serverdercerts`` and
+    ``servercadercerts``; None values are left out. Encoded once settings were sent.
+    """
+    extra: dict[bytes, Any] = {}
+    for key, value in optional.items():
+        bkey = key.encode("ascii")
+        if bkey not in REDIRECT_LOCATION_KEYS:
+            raise FrameError(f"unknown redirect location field: {key}")
+        if value is not None:
+            extra[bkey] = value
+    # 6.0 adds the optional keys as ``bytestr`` (a bytes subclass) and its encoder sorts
+    # map keys by (type name, value), so they come after ``mediatype`` and ``url``.
+    pairs = [(b"mediatype", mediatype), (b"url", url), *sorted(extra.items())]
+    location = bytes([0xA0 | len(pairs)]) + b"".join(
+        cbor.dumps(k) + cbor.dumps(v) for k, v in pairs
+    )
+    payload: bytes | memoryview = (
+        b"\xa2"
+        + cbor.dumps(b"location")
+        + location
+        + cbor.dumps(b"status")
+        + cbor.dumps(b"redirect")
+    )
+    encoded = stream.settings_sent
+    if encoded:
+        payload = stream.encode(payload)
+    return stream.make_frame(
+        request_id,
+        FrameType.COMMAND_RESPONSE,
+        CommandResponseFlag.CONTINUATION,
+        payload,
+        encoded=encoded,
+    )
+
+
+def create_command_error_response(
+    stream: FrameStream, request_id: int, message: bytes, args: Sequence[bytes] | None = None
+) -> Frame:
+    """A command error: one unencoded ``eos`` response frame (spec §3.4 kind 1).
+
+    The payload is ``{status: error, error: {message, args?}}``; ``args`` is left out when
+    empty, as 6.0 does.
+    """
+    error: dict[bytes, Any] = {b"message": message}
+    if args:
+        error[b"args"] = list(args)
+    payload = cbor.dumps({b"status": b"error", b"error": error})
+    return stream.make_frame(
+        request_id, FrameType.COMMAND_RESPONSE, CommandResponseFlag.EOS, payload
+    )
+
+
+def create_error_frame(
+    stream: FrameStream, request_id: int, message: bytes, error_type: bytes = b"server"
+) -> Frame:
+    """An ``error-response`` frame ``{type, message: [{msg}]}`` (spec §3.4 kind 2).
+
+    6.0 asserts the message fits a frame; hgwire cuts an overlong message instead, so that
+    reporting an error never fails.
+    """
+    limit = DEFAULT_MAX_FRAME_SIZE - 64
+    if len(message) > limit:
+        message = message[: limit - 3] + b"..."
+    payload = cbor.dumps({b"type": error_type, b"message": [{b"msg": message}]})
+    return stream.make_frame(request_id, FrameType.ERROR_RESPONSE, 0, payload)
+
+
+TextAtom = tuple[bytes, Sequence[bytes], Sequence[bytes]]
+
+
+def create_text_output_frame(
+    stream: FrameStream,
+    request_id: int,
+    atoms: Sequence[TextAtom],
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+) -> Frame:
+    """A ``text-output`` frame from ``(format, args, labels)`` atoms (spec §3.5).
+
+    The format must be ASCII and labels ASCII; arguments are forced to UTF-8 (invalid
+    sequences become U+FFFD), as 6.0 does. The whole array must fit in one frame. Note that
+    6.0 clients cannot handle this frame type (spec §1.2).
+    """
+    items: list[dict[bytes, Any]] = []
+    for atom in atoms:
+        try:
+            formatting, args, labels = atom
+        except (TypeError, ValueError):
+            raise FrameError("text output atoms are (format, args, labels) triples") from None
+        if not isinstance(formatting, bytes):
+            raise FrameError("text output format strings must be bytes")
+        if not all(isinstance(a, bytes) for a in args):
+            raise FrameError("text output arguments must be bytes")
+        if not all(isinstance(label, bytes) for label in labels):
+            raise FrameError("text output labels must be bytes")
+        if not formatting.isascii():
+            raise FrameError("text output format strings must be ASCII")
+        if not all(label.isascii() for label in labels):
+            raise FrameError("text output labels must be ASCII")
+        item: dict[bytes, Any] = {b"msg": formatting}
+        if args:
+            item[b"args"] = [a.decode("utf-8", "replace").encode("utf-8") for a in args]
+        if labels:
+            item[b"labels"] = list(labels)
+        items.append(item)
+    payload = cbor.dumps(items)
+    if len(payload) > max_frame_size:
+        raise FrameError("cannot encode data in a single frame")
+    return stream.make_frame(request_id, FrameType.TEXT_OUTPUT, 0, payload)
+
+
+class ResponseEmitter:
+    """Turns a command's encoded response chunks into frames (spec §3.3).
+
+    Mirrors 6.0's ``bufferingcommandresponseemitter``: each chunk goes through the stream
+    encoder; chunks larger than a frame are sent in ``max_frame_size`` slices (memoryviews,
+    no copy) after flushing the buffer; smaller ones are coalesced while the total stays
+    strictly under ``max_frame_size``. All frames carry ``continuation`` and ``encoded``.
+    """
+
+    def __init__(
+        self, stream: FrameStream, request_id: int, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    ) -> None:
+        self._stream = stream
+        self._request_id = request_id
+        self._max = max_frame_size
+        self._chunks: list[bytes | memoryview] = []
+        self._size = 0
+
+    def send(self, data: BytesLike) -> list[Frame]:
+        """Encode ``data`` and return the frames that are complete now."""
+        encoded = self._stream.encode(data)
+        if not encoded:
+            return []
+        frames: list[Frame] = []
+        if len(encoded) > self._max:
+            frames.extend(self.flush())
+            for piece in _slices(encoded, self._max):
+                frames.append(self._frame(piece))
+            return frames
+        if len(encoded) + self._size < self._max:
+            self._chunks.append(encoded)
+            self._size += len(encoded)
+            return frames
+        frames.extend(self.flush())
+        self._chunks.append(encoded)
+        self._size = len(encoded)
+        return frames
+
+    def flush(self) -> list[Frame]:
+        """The buffered chunks as one frame (none when nothing is buffered)."""
+        if not self._chunks:
+            return []
+        chunks = self._chunks
+        payload = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self._chunks = []
+        self._size = 0
+        if not payload:
+            return []
+        return [self._frame(payload)]
+
+    def _frame(self, payload: bytes | memoryview) -> Frame:
+        return self._stream.make_frame(
+            self._request_id,
+            FrameType.COMMAND_RESPONSE,
+            CommandResponseFlag.CONTINUATION,
+            payload,
+            encoded=True,
+        )
