@@ -1,0 +1,401 @@
+"""Long fuzz run of the frame protocol core: frame reader, CBOR decoder, both reactors.
+
+Each case is a mutated seed (conformance vectors recorded from Mercurial 6.0 plus frames
+from hgwire's own builders) or random bytes, fed in random fragments. Any exception that
+does not derive from :class:`hgwire.errors.HgwireError` is a failure, as is a broken
+invariant or a case running longer than ``--case-timeout``. Memory: each target also gets
+"huge announcement" inputs (a frame header announcing 16 MiB with 10 bytes behind it, CBOR
+heads announcing 2**63-byte strings or 2**32-item arrays) whose traced peak must stay
+under 1 MiB, and the peak traced allocation of the whole run is reported per target.
+
+Usage: ``.venv/bin/python fuzz/fuzz_wire.py --cases 100000 [--seed N] [--target NAME]``.
+Exit status 1 on any failure; failing inputs are printed as hex.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import signal
+import sys
+import time
+import traceback
+import tracemalloc
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType as PyFrame
+from typing import Any
+
+from hgwire.errors import HgwireError
+from hgwire.wire import cbor, frames
+
+ROOT = Path(__file__).resolve().parent.parent
+VECTORS = ROOT.parent / "shared" / "vectors"
+BIG_ALLOC = 1 << 20
+
+INTERESTING = [0x00, 0x01, 0x02, 0x04, 0x08, 0x0F, 0x10, 0x17, 0x18, 0x19, 0x1A, 0x1B]
+INTERESTING += [0x1C, 0x1F, 0x3B, 0x40, 0x5B, 0x5F, 0x7F, 0x80, 0x9F, 0xA0, 0xBF, 0xC0]
+INTERESTING += [0xD9, 0xF4, 0xF5, 0xF6, 0xF7, 0xF9, 0xFB, 0xFF]
+
+
+class CaseTimeout(Exception):
+    """A single case ran longer than allowed."""
+
+
+class InvariantError(AssertionError):
+    """A target's output contradicts its input."""
+
+
+# --------------------------------------------------------------------------------------
+# Seeds
+# --------------------------------------------------------------------------------------
+
+
+def _load(name: str) -> dict[str, Any]:
+    path = VECTORS / name
+    if not path.is_file():
+        return {"cases": []}
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _hexes(obj: Any, keys: tuple[str, ...]) -> Iterator[str]:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k in keys and isinstance(v, str):
+                yield v
+            else:
+                yield from _hexes(v, keys)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _hexes(v, keys)
+
+
+def _unhex(values: Iterator[str]) -> list[bytes]:
+    out: list[bytes] = []
+    for v in values:
+        try:
+            out.append(bytes.fromhex(v))
+        except ValueError:
+            continue
+    return out
+
+
+def frame_seeds() -> list[bytes]:
+    """Every frame and frame sequence in the vectors."""
+    seeds = _unhex(_hexes(_load("frames.json"), ("frame_hex", "input_hex", "header_hex", "hex")))
+    seeds += client_to_server_seeds() + server_to_client_seeds()
+    return [s for s in dict.fromkeys(seeds) if s]
+
+
+def cbor_seeds() -> list[bytes]:
+    """Every CBOR encoding in the vectors, plus frame payloads that are CBOR."""
+    seeds = _unhex(_hexes(_load("cbor.json"), ("encoded_hex", "input_hex")))
+    return [s for s in dict.fromkeys(seeds) if s]
+
+
+def client_to_server_seeds() -> list[bytes]:
+    """Client byte streams: frames fed to 6.0's server reactor, and 6.0 client output."""
+    seeds: list[bytes] = []
+    for case in _load("server_reactor.json")["cases"]:
+        fed = [s["frame_hex"] for s in case.get("steps", []) if s.get("op") == "frame"]
+        if fed:
+            seeds.append(bytes.fromhex("".join(fed)))
+    for case in _load("client_reactor.json")["cases"]:
+        out = []
+        for step in case.get("steps", []):
+            if step.get("op") in ("callcommand", "flushcommands"):
+                out += [f["hex"] for f in step.get("result", {}).get("frames", [])]
+        if out:
+            seeds.append(bytes.fromhex("".join(out)))
+        if "request_body_hex" in case:
+            seeds.append(bytes.fromhex(case["request_body_hex"]))
+    for case in _load("http_v2_exchange.json")["cases"]:
+        if case["request"].get("frames"):
+            seeds.append(bytes.fromhex(case["request"]["body_hex"]))
+    return seeds
+
+
+def server_to_client_seeds() -> list[bytes]:
+    """Server byte streams: 6.0 server reactor output and frames fed to its client reactor."""
+    seeds: list[bytes] = []
+    for case in _load("server_reactor.json")["cases"]:
+        out = []
+        for step in case.get("steps", []):
+            if step.get("op") != "frame":
+                out += [f["hex"] for f in step.get("result", {}).get("frames", [])]
+        if out:
+            seeds.append(bytes.fromhex("".join(out)))
+    for case in _load("client_reactor.json")["cases"]:
+        fed = [s["frame_hex"] for s in case.get("steps", []) if s.get("op") == "frame"]
+        fed += [f["hex"] for f in case.get("response_frames", [])]
+        if fed:
+            seeds.append(bytes.fromhex("".join(fed)))
+    for case in _load("http_v2_exchange.json")["cases"]:
+        if case["response"].get("frames"):
+            seeds.append(bytes.fromhex(case["response"]["body_hex"]))
+    return seeds
+
+
+# --------------------------------------------------------------------------------------
+# Mutation
+# --------------------------------------------------------------------------------------
+
+
+def mutate(rng: random.Random, seeds: list[bytes]) -> bytes:
+    """A random input: mostly a seed with 1-4 mutations, sometimes pure random bytes."""
+    roll = rng.random()
+    if roll < 0.08 or not seeds:
+        return rng.randbytes(rng.randint(0, 300))
+    data = bytearray(rng.choice(seeds))
+    if roll < 0.12:
+        return bytes(data)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randrange(10)
+        n = len(data)
+        if op == 0 and n:
+            i = rng.randrange(n)
+            data[i] ^= 1 << rng.randrange(8)
+        elif op == 1 and n:
+            data[rng.randrange(n)] = rng.choice(INTERESTING)
+        elif op == 2:
+            i = rng.randint(0, n)
+            data[i:i] = rng.randbytes(rng.randint(1, 16))
+        elif op == 3 and n:
+            i = rng.randrange(n)
+            del data[i : i + rng.randint(1, 16)]
+        elif op == 4 and n:
+            i = rng.randrange(n)
+            j = min(n, i + rng.randint(1, 64))
+            k = rng.randint(0, n)
+            data[k:k] = data[i:j]
+        elif op == 5:
+            other = rng.choice(seeds)
+            i = rng.randint(0, n)
+            j = rng.randint(0, len(other))
+            data = data[:i] + other[j:]
+        elif op == 6 and n:
+            del data[rng.randrange(n) :]
+        elif op == 7 and n >= 3:
+            # A frame length field with extreme values (first header or a random offset).
+            i = 0 if rng.random() < 0.5 else rng.randrange(n - 2)
+            data[i : i + 3] = rng.choice([b"\xff\xff\xff", b"\x00\x80\x00", b"\x01\x00\x01"])
+        elif op == 8 and n:
+            # A CBOR-ish head with a huge argument.
+            i = rng.randrange(n)
+            head = rng.choice([0x1B, 0x3B, 0x5B, 0x9B, 0xBB, 0x5A, 0x9A, 0xBA])
+            data[i : i + 1] = bytes([head]) + b"\xff" * (8 if head & 0x1F == 0x1B else 4)
+        else:
+            data += rng.randbytes(rng.randint(1, 8))
+    return bytes(data)
+
+
+def fragments(rng: random.Random, data: bytes) -> list[bytes]:
+    """``data`` cut at random places (sometimes whole, sometimes byte by byte)."""
+    roll = rng.random()
+    if roll < 0.2:
+        return [data]
+    if roll < 0.3:
+        return [data[i : i + 1] for i in range(len(data))]
+    cuts = sorted(rng.sample(range(len(data) + 1), min(len(data) + 1, rng.randint(1, 8))))
+    pieces = []
+    prev = 0
+    for c in [*cuts, len(data)]:
+        pieces.append(data[prev:c])
+        prev = c
+    return pieces
+
+
+# --------------------------------------------------------------------------------------
+# Targets
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """One thing to fuzz: seed inputs, a runner and the memory probes."""
+
+    name: str
+    seeds: Callable[[], list[bytes]]
+    run: Callable[[bytes, random.Random], None]
+    big_inputs: list[bytes] = field(default_factory=list)
+
+
+def run_frame_reader(data: bytes, rng: random.Random) -> None:
+    """Feed the frame reader; re-serialising the frames must give back the bytes consumed."""
+    max_payload = rng.choice([frames.MAX_PAYLOAD_LENGTH, frames.DEFAULT_MAX_FRAME_SIZE, 16])
+    reader = frames.FrameReader(max_payload=max_payload)
+    got: list[frames.Frame] = []
+    try:
+        for piece in fragments(rng, data):
+            got += reader.feed(piece)
+    finally:
+        consumed = b"".join(f.to_bytes() for f in got)
+        if not data.startswith(consumed):
+            raise InvariantError("frames do not re-serialise to the input")
+        for f in got:
+            if len(f.payload) > max_payload:
+                raise InvariantError("frame longer than max_payload accepted")
+    if len(consumed) + reader.buffered != len(data):
+        raise InvariantError("bytes lost or duplicated by the reader")
+    reader.eof()
+    if reader.buffered:
+        raise InvariantError("eof() accepted a partial frame")
+
+
+def run_cbor(data: bytes, rng: random.Random) -> None:
+    """Decode at once and in fragments; both must agree."""
+    whole: list[Any] | None = None
+    whole_error: Exception | None = None
+    try:
+        whole = cbor.loads_all(data) if hasattr(cbor, "loads_all") else [cbor.loads(data)]
+    except HgwireError as e:
+        whole_error = e
+    decoder = cbor.Decoder()
+    streamed: list[Any] = []
+    for piece in fragments(rng, data):
+        streamed += decoder.feed(piece)
+    if whole is not None and hasattr(cbor, "loads_all") and streamed != whole:
+        raise InvariantError(f"streamed {streamed!r} != whole {whole!r}")
+    del whole_error
+
+
+def _big_frame_header() -> bytes:
+    # 16 MiB - 1 announced, 10 bytes present.
+    return b"\xff\xff\xff\x01\x00\x01\x01\x11" + b"\xa1" * 10
+
+
+BIG_CBOR = [
+    b"\x5b\x7f\xff\xff\xff\xff\xff\xff\xff" + b"x" * 10,  # 2**63-byte string
+    b"\x9b\x00\x00\x00\x01\x00\x00\x00\x00" + b"\x00" * 10,  # 2**32-item array
+    b"\xbb\x00\x00\x00\x01\x00\x00\x00\x00" + b"\x00" * 10,  # 2**32-pair map
+    b"\xd9\x01\x02\x9a\xff\xff\xff\xff" + b"\x00" * 10,  # set of 2**32-1 items
+    b"\x5a\x01\x00\x00\x00" + b"x" * 10,  # 16 MiB string
+    b"\x81" * 100_000,  # deep nesting
+    b"\x5f" + b"\x5a\x01\x00\x00\x00" + b"x" * 10,  # chunk announcing 16 MiB
+]
+
+
+TARGETS: dict[str, Target] = {
+    "frame-reader": Target(
+        "frame-reader", frame_seeds, run_frame_reader, [_big_frame_header(), b"\xff" * 8]
+    ),
+    "cbor-decoder": Target("cbor-decoder", cbor_seeds, run_cbor, BIG_CBOR),
+}
+
+
+# --------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------
+
+
+def _on_alarm(signum: int, frame: PyFrame | None) -> None:
+    raise CaseTimeout("case timed out")
+
+
+@dataclass
+class Report:
+    """Counts for one target."""
+
+    name: str
+    cases: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    failures: list[tuple[bytes, str]] = field(default_factory=list)
+    peak: int = 0
+    big_peak: int = 0
+    seconds: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def _one(target: Target, data: bytes, rng: random.Random, report: Report, timeout: float) -> None:
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        target.run(data, rng)
+        report.accepted += 1
+    except HgwireError as e:
+        report.rejected += 1
+        key = type(e).__name__
+        report.errors[key] = report.errors.get(key, 0) + 1
+    except (Exception, RecursionError) as e:  # any other exception is a finding
+        report.failures.append((data, f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def fuzz(target: Target, cases: int, seed: int, timeout: float) -> Report:
+    """Run ``cases`` cases of ``target``."""
+    rng = random.Random(seed)
+    seeds = target.seeds()
+    report = Report(target.name)
+    t0 = time.perf_counter()
+    tracemalloc.start()
+    try:
+        for data in target.big_inputs:
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            _one(target, data, random.Random(0), report, timeout)
+            report.big_peak = max(report.big_peak, tracemalloc.get_traced_memory()[1] - base)
+            report.cases += 1
+        if report.big_peak > BIG_ALLOC:
+            report.failures.append((b"", f"huge announcement allocated {report.big_peak} bytes"))
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        for i in range(cases):
+            data = mutate(rng, seeds)
+            _one(target, data, rng, report, timeout)
+            report.cases += 1
+            if i % 20000 == 19999:
+                print(f"  {target.name}: {i + 1} cases", file=sys.stderr, flush=True)
+        report.peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--target", action="append", choices=sorted(TARGETS))
+    parser.add_argument("--case-timeout", type=float, default=5.0)
+    parser.add_argument("--show", type=int, default=3, help="failing inputs shown per target")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    sys.setrecursionlimit(10_000)
+
+    reports = []
+    for name in args.target or list(TARGETS):
+        print(f"fuzzing {name}...", file=sys.stderr, flush=True)
+        reports.append(fuzz(TARGETS[name], args.cases, args.seed, args.case_timeout))
+
+    maxrss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        "| target | cases | accepted | rejected (HgwireError) | failures | peak traced "
+        "| huge-header peak | seconds |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in reports:
+        print(
+            f"| {r.name} | {r.cases} | {r.accepted} | {r.rejected} | {len(r.failures)} "
+            f"| {r.peak / 1024:.0f} KiB | {r.big_peak / 1024:.0f} KiB | {r.seconds:.0f} |"
+        )
+    print(f"\nprocess max RSS: {maxrss_kib / 1024:.0f} MiB")
+    failed = False
+    for r in reports:
+        if r.errors:
+            print(f"{r.name} rejections: {dict(sorted(r.errors.items()))}")
+        for data, msg in r.failures[: args.show]:
+            failed = True
+            print(f"\nFAIL {r.name}: input {data[:512].hex()}\n{msg}")
+        if r.failures:
+            failed = True
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
