@@ -66,7 +66,7 @@ class GeneratedRepo:
     def facts(self) -> dict[str, Any]:
         """What Mercurial reads from this repository (see :func:`hg_facts`), cached."""
         if self._facts is None:
-            self._facts = hg_facts(self.hg, self.path)
+            self._facts = hg_facts(self.hg, self.path, cache=True)
         return self._facts
 
 
@@ -447,7 +447,9 @@ json.dump(facts, sys.stdout)
 """
 
 
-def hg_facts(hg: Path, repo: Path, *, full_text: bool = False) -> dict[str, Any]:
+def hg_facts(
+    hg: Path, repo: Path, *, full_text: bool = False, cache: bool = False
+) -> dict[str, Any]:
     """Everything Mercurial reads from ``repo``, as JSON data, in one hg process.
 
     Keys: ``requires``; ``changelog``, ``manifestlog`` and ``filelogs`` (path -> list)
@@ -457,7 +459,13 @@ def hg_facts(hg: Path, repo: Path, *, full_text: bool = False) -> dict[str, Any]
     (phase number as text -> hex roots); ``bookmarks``; ``branchmap`` and
     ``served_branchmap`` (branch -> heads, closed heads, tip, branch_closed); ``tags``
     (with ``tip``); ``heads`` (all, in rev order) and ``served_heads``.
+
+    ``cache=True`` reuses an earlier answer for the same repository (only for
+    repositories nobody modifies, such as the shared fixtures).
     """
+    key = (str(hg), str(repo), full_text)
+    if key in _FACTS_CACHE and cache:
+        return _FACTS_CACHE[key]
     env = hg_env()
     env["HGENCODING"] = "utf-8"
     proc = subprocess.run(
@@ -468,7 +476,12 @@ def hg_facts(hg: Path, repo: Path, *, full_text: bool = False) -> dict[str, Any]
     if proc.returncode != 0:
         raise AssertionError(f"hg facts for {repo} failed:\n{proc.stderr.decode()}")
     data: dict[str, Any] = json.loads(proc.stdout)
+    if cache:
+        _FACTS_CACHE[key] = data
     return data
+
+
+_FACTS_CACHE: dict[tuple[str, str, bool], dict[str, Any]] = {}
 
 
 def sha256_hex(data: bytes) -> str:
