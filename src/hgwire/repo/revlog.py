@@ -1,0 +1,953 @@
+"""Revlog version 1: reading and appending Mercurial's revision logs (spec §2, §3).
+
+A revlog is an index (``<radix>.i``, 64-byte entries, §2.2) plus revision chunks, either
+interleaved in the index ("inline") or in ``<radix>.d``. Each chunk is a full text or a
+delta against an earlier revision (§2.6), compressed per §2.4.
+
+Reading keeps the index as one ``bytearray`` of entries (the revlog header in entry 0 is
+zeroed) and unpacks entries on demand; bulk columns (parents, linkrevs, nodes) are cut
+out of it with strided slices at C speed, so a million-revision index costs about its own
+size in memory. The node→rev map is built lazily. Delta chains are folded by
+:func:`hgwire.repo.mdiff.patches` (linear in the output), with a one-entry revision
+cache so sequential reads apply one delta each.
+
+Writing follows §3: full text when the revlog stores no deltas (the changelog), else the
+best delta among the cached (received) delta base, the parents, then (sparse revlogs)
+the snapshots of the parents' chains, under Mercurial's bounds (chain length 1000, chain
+size ≤ 2× text, delta ≤ text, base not smaller than text/500, intermediate snapshots
+shrinking with depth); chunks are compressed with the configured engine only when that
+is smaller (§2.4). Inline revlogs are split at 128 KiB of data (§3.4).
+
+Transactions (§3.6, §7.2): before the first append to a file in a transaction the revlog
+calls ``tr.add(path, size)``; rollback truncates to it (deleting the file for 0). The
+inline→split conversion rewrites the index in place, so it is done only when rollback
+stays exact without mixing the two mechanisms on one file: either the index did not exist
+before the transaction (``tr.add(index, 0)``: rollback deletes both files), or nothing was
+appended to it yet in this transaction (``tr.addbackup(index)`` first: rollback restores
+the inline file whole). Otherwise the revlog stays inline past 128 KiB until its first
+write in a later transaction — Mercurial reads such revlogs and splits them itself (§3.4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import sys
+import zlib
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from hgwire.errors import LookupNodeError, RepositoryError
+from hgwire.repo import mdiff
+from hgwire.repo.vfs import VFS
+
+nullrev = -1
+nullid = b"\0" * 20
+wdirid = b"\xff" * 20
+_RESERVED_NODES = frozenset({nullid, wdirid, b"\x21" * 20, b"\x2b" * 20})
+
+INDEX_ENTRY = struct.Struct(">Qiiiiii20s12x")
+ENTRY_SIZE = 64
+_HEADER = struct.Struct(">I")
+
+REVLOGV1 = 1
+FLAG_INLINE_DATA = 1 << 16
+FLAG_GENERALDELTA = 1 << 17
+_KNOWN_HEADER_FLAGS = FLAG_INLINE_DATA | FLAG_GENERALDELTA
+
+REVIDX_ISCENSORED = 1 << 15
+REVIDX_ELLIPSIS = 1 << 14
+REVIDX_EXTSTORED = 1 << 13
+REVIDX_HASCOPIESINFO = 1 << 12
+REVIDX_KNOWN_FLAGS = REVIDX_ISCENSORED | REVIDX_ELLIPSIS | REVIDX_EXTSTORED | REVIDX_HASCOPIESINFO
+# flags whose rawtext does not hash to the node, or must not take part in deltas (§2.8)
+REVIDX_NOHASH_FLAGS = REVIDX_ISCENSORED | REVIDX_ELLIPSIS | REVIDX_EXTSTORED
+REVIDX_RAWTEXT_CHANGING_FLAGS = REVIDX_ISCENSORED | REVIDX_EXTSTORED
+
+MAX_INLINE = 131072  # revlog._maxinline (§3.4)
+MAX_CHAIN_LEN = 1000  # sparse-revlog default maxchainlen (§3.2)
+LIMIT_DELTA2TEXT = 2
+LIMIT_BASE2TEXT = 500
+_READ_WINDOW = 65536
+_GROUP_GAP = 262144  # read chunks of one chain in one go when gaps are below this
+
+
+class Transaction(Protocol):
+    """What a revlog needs from a transaction (implemented in ``transaction.py``).
+
+    ``add(path, offset)``: called with a file's size before the first append to it in the
+    transaction; rollback truncates the file back to ``offset`` (removing it for 0).
+    ``addbackup(path)``: called before a file is rewritten in place; rollback restores the
+    file as it was at this call. A revlog never calls both for one file in one
+    transaction, so the order in which rollback applies them does not matter.
+    """
+
+    def add(self, path: str, offset: int) -> None: ...
+
+    def addbackup(self, path: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class RevisionDelta:
+    """One revision as carried by a changegroup: a delta against ``deltabase`` (a node)."""
+
+    node: bytes
+    p1: bytes
+    p2: bytes
+    linknode: bytes
+    deltabase: bytes
+    delta: bytes
+    flags: int = 0
+
+
+def hashrevision(text: bytes | bytearray | memoryview, p1: bytes, p2: bytes) -> bytes:
+    """The node of ``text`` with parents ``p1``/``p2`` (§2.7)."""
+    a, b = (p1, p2) if p1 < p2 else (p2, p1)
+    h = hashlib.sha1(a)
+    h.update(b)
+    h.update(text)
+    return h.digest()
+
+
+def _strided(buf: bytes | bytearray, start: int, width: int, count: int) -> bytearray:
+    """Bytes ``[start, start+width)`` of each 64-byte entry, concatenated (C speed)."""
+    out = bytearray(width * count)
+    end = count * ENTRY_SIZE
+    for k in range(width):
+        out[k::width] = buf[start + k : end : ENTRY_SIZE]
+    return out
+
+
+def _int32_column(buf: bytes | bytearray, start: int, count: int) -> array[int]:
+    col = array("i")
+    col.frombytes(_strided(buf, start, 4, count))
+    if sys.byteorder == "little":
+        col.byteswap()
+    return col
+
+
+class Revlog:
+    """One revlog (``<radix>.i`` [+ ``<radix>.d``]) opened through ``opener``."""
+
+    _storedeltas = True  # the changelog stores full texts only (§3.2)
+    _may_inline = True  # a new revlog starts inline (7.2 never does for the changelog)
+
+    def __init__(
+        self,
+        opener: VFS,
+        radix: str,
+        *,
+        generaldelta: bool = True,
+        compression: str = "zlib",
+        sparse: bool = True,
+        persistent_nodemap: bool = False,
+    ) -> None:
+        if compression not in ("zlib", "zstd", "none"):
+            raise RepositoryError(f"unknown revlog compression engine {compression!r}")
+        self.opener = opener
+        self.radix = radix
+        self.indexfile = radix + ".i"
+        self.datafile = radix + ".d"
+        self.compression = compression
+        self.sparse = sparse and generaldelta
+        self.persistent_nodemap = persistent_nodemap
+        self._new_generaldelta = generaldelta
+        self._cache: tuple[int, bytes] | None = None  # (rev, verified rawtext)
+        self._segment: tuple[int, bytes] = (0, b"")  # read cache over the data file
+        self._tr: Any = None
+        self._journaled: dict[str, int] = {}  # path -> offset given to tr.add, -1 = backup
+        self._snapshot_memo: dict[int, bool] = {}
+        self._zstd_c: Any = None
+        self._zstd_d: Any = None
+        self._load()
+
+    # ------------------------------------------------------------------ loading
+
+    def _load(self) -> None:
+        size = self.opener.size(self.indexfile)
+        self._nodemap: dict[bytes, int] | None = None
+        self._nodecol: bytearray | None = None
+        self._cols: dict[str, array[int]] = {}
+        self._lookups = 0
+        self._inline_data: bytearray | None = None
+        if size == 0:
+            self.version = REVLOGV1
+            self.header_flags = FLAG_GENERALDELTA if self._new_generaldelta else 0
+            if self._may_inline:
+                self.header_flags |= FLAG_INLINE_DATA
+            self._index = bytearray()
+            if self._may_inline:
+                self._inline_data = bytearray()
+            return
+        buf = bytearray(size)
+        with self.opener(self.indexfile) as fh:
+            got = fh.readinto(buf)  # type: ignore[attr-defined]
+        if got != size:
+            raise RepositoryError(f"{self.indexfile}: short read at offset {got}")
+        (header,) = _HEADER.unpack_from(buf, 0)
+        self.version = header & 0xFFFF
+        self.header_flags = header & ~0xFFFF
+        if self.version != REVLOGV1:
+            raise RepositoryError(
+                f"{self.indexfile}: unsupported revlog version {self.version:#x} at offset 0"
+            )
+        if self.header_flags & ~_KNOWN_HEADER_FLAGS:
+            raise RepositoryError(
+                f"{self.indexfile}: unknown flags {self.header_flags >> 16:#x} in version 1 "
+                "revlog header at offset 0"
+            )
+        if self.header_flags & FLAG_INLINE_DATA:
+            self._index = self._scan_inline(buf)
+            self._inline_data = buf
+        else:
+            if size % ENTRY_SIZE:
+                raise RepositoryError(
+                    f"{self.indexfile}: corrupt index, partial entry at offset "
+                    f"{size - size % ENTRY_SIZE} (size {size})"
+                )
+            self._index = buf
+        self._index[0:4] = b"\0\0\0\0"
+
+    def _scan_inline(self, buf: bytearray) -> bytearray:
+        """Walk entry, chunk, entry, chunk... and return the entries alone."""
+        parts: list[bytearray] = []
+        pos = 0
+        size = len(buf)
+        unpack = struct.Struct(">i").unpack_from
+        while pos < size:
+            if pos + ENTRY_SIZE > size:
+                raise RepositoryError(
+                    f"{self.indexfile}: corrupt inline index, partial entry at offset {pos}"
+                )
+            (complen,) = unpack(buf, pos + 8)
+            end = pos + ENTRY_SIZE + complen
+            if complen < 0 or end > size:
+                raise RepositoryError(
+                    f"{self.indexfile}: truncated revision data at offset {pos + ENTRY_SIZE} "
+                    f"(entry {len(parts)} wants {complen} bytes, file has {size})"
+                )
+            parts.append(buf[pos : pos + ENTRY_SIZE])
+            pos = end
+        return bytearray(b"".join(parts))
+
+    # ------------------------------------------------------------------ index access
+
+    def __len__(self) -> int:
+        return len(self._index) // ENTRY_SIZE
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(len(self)))
+
+    @property
+    def inline(self) -> bool:
+        return bool(self.header_flags & FLAG_INLINE_DATA)
+
+    @property
+    def generaldelta(self) -> bool:
+        return bool(self.header_flags & FLAG_GENERALDELTA)
+
+    def _entry(self, rev: int) -> tuple[int, int, int, int, int, int, int, bytes]:
+        if not 0 <= rev < len(self):
+            raise LookupNodeError(rev, self.radix)
+        return INDEX_ENTRY.unpack_from(self._index, rev * ENTRY_SIZE)
+
+    def tip(self) -> bytes:
+        return self.node(len(self) - 1)
+
+    def node(self, rev: int) -> bytes:
+        if rev == nullrev:
+            return nullid
+        return self._entry(rev)[7]
+
+    def start(self, rev: int) -> int:
+        return self._entry(rev)[0] >> 16
+
+    def end(self, rev: int) -> int:
+        e = self._entry(rev)
+        return (e[0] >> 16) + e[1]
+
+    def length(self, rev: int) -> int:
+        return self._entry(rev)[1]
+
+    def flags(self, rev: int) -> int:
+        return self._entry(rev)[0] & 0xFFFF
+
+    def rawsize(self, rev: int) -> int:
+        return self._entry(rev)[2]
+
+    def linkrev(self, rev: int) -> int:
+        return self._entry(rev)[4]
+
+    def parentrevs(self, rev: int) -> tuple[int, int]:
+        e = self._entry(rev)
+        return e[5], e[6]
+
+    def parents(self, node: bytes) -> tuple[bytes, bytes]:
+        p1, p2 = self.parentrevs(self.rev(node))
+        return self.node(p1), self.node(p2)
+
+    def _datasize(self) -> int:
+        n = len(self)
+        return self.end(n - 1) if n else 0
+
+    def column(self, name: str) -> array[int]:
+        """A whole index column as ``array('i')``: ``p1``, ``p2``, ``linkrev``, ``base``,
+        ``length`` or ``rawsize`` — for DAG work over many revisions."""
+        col = self._cols.get(name)
+        if col is None:
+            start = {"length": 8, "rawsize": 12, "base": 16, "linkrev": 20, "p1": 24, "p2": 28}
+            if name not in start:
+                raise KeyError(name)
+            col = _int32_column(self._index, start[name], len(self))
+            self._cols[name] = col
+        return col
+
+    def parentrevs_array(self) -> tuple[array[int], array[int]]:
+        """``(p1s, p2s)``: every revision's parent revs (shared, do not modify)."""
+        return self.column("p1"), self.column("p2")
+
+    def linkrevs_array(self) -> array[int]:
+        return self.column("linkrev")
+
+    def headrevs(self) -> list[int]:
+        n = len(self)
+        if not n:
+            return [nullrev]
+        ishead = bytearray(b"\x01") * (n + 1)  # slot n absorbs nullrev (-1)
+        p1s, p2s = self.parentrevs_array()
+        for p in p1s:
+            ishead[p] = 0
+        for p in p2s:
+            ishead[p] = 0
+        return [r for r in range(n) if ishead[r]]
+
+    def _nodes(self) -> bytearray:
+        if self._nodecol is None:
+            self._nodecol = _strided(self._index, 32, 20, len(self))
+        return self._nodecol
+
+    def _build_nodemap(self) -> dict[bytes, int]:
+        nodes = bytes(self._nodes())
+        nm = {nodes[i : i + 20]: r for r, i in enumerate(range(0, len(nodes), 20))}
+        if len(nm) != len(self):
+            raise RepositoryError(f"{self.indexfile}: duplicate nodes in index")
+        self._nodemap = nm
+        return nm
+
+    def rev(self, node: bytes) -> int:
+        """The revision number of ``node``; raises :class:`LookupNodeError`."""
+        if node == nullid:
+            return nullrev
+        nm = self._nodemap
+        if nm is not None:
+            try:
+                return nm[node]
+            except KeyError:
+                raise LookupNodeError(node, self.radix) from None
+        if len(node) != 20:
+            raise LookupNodeError(node, self.radix)
+        self._lookups += 1
+        if len(self) < 50000 or self._lookups > 16:
+            try:
+                return self._build_nodemap()[node]
+            except KeyError:
+                raise LookupNodeError(node, self.radix) from None
+        # few lookups in a huge revlog: a C-speed scan beats building the whole map
+        nodes = self._nodes()
+        pos = nodes.find(node)
+        while pos >= 0 and pos % 20:
+            pos = nodes.find(node, pos + 1)
+        if pos < 0:
+            raise LookupNodeError(node, self.radix)
+        return pos // 20
+
+    def hasnode(self, node: bytes) -> bool:
+        try:
+            self.rev(node)
+        except LookupNodeError:
+            return False
+        return node != nullid
+
+    def _revnode(self, rev_or_node: int | bytes) -> int:
+        if isinstance(rev_or_node, int):
+            if not nullrev <= rev_or_node < len(self):
+                raise LookupNodeError(rev_or_node, self.radix)
+            return rev_or_node
+        return self.rev(rev_or_node)
+
+    # ------------------------------------------------------------------ deltas
+
+    def deltaparent(self, rev: int) -> int:
+        """The revision ``rev``'s chunk is a delta against, or nullrev for a full text."""
+        base = self._entry(rev)[3]
+        if base == rev:
+            return nullrev
+        return base if self.generaldelta else rev - 1
+
+    def _chain(self, rev: int, stoprev: int | None = None) -> tuple[list[int], bool]:
+        """Revisions whose chunks rebuild ``rev``, oldest first; True if ``stoprev`` was hit
+        (then the first element's chunk is a delta against ``stoprev``)."""
+        chain: list[int] = []
+        gd = self.generaldelta
+        index = self._index
+        unpack = INDEX_ENTRY.unpack_from
+        cur = rev
+        while True:
+            if cur == stoprev:
+                chain.reverse()
+                return chain, True
+            chain.append(cur)
+            base = unpack(index, cur * ENTRY_SIZE)[3]
+            if base == cur:
+                break
+            if not 0 <= base < cur:
+                raise RepositoryError(
+                    f"{self.indexfile}: revision {cur} has invalid delta base {base} "
+                    f"at offset {cur * ENTRY_SIZE + 16}"
+                )
+            cur = base if gd else cur - 1
+        chain.reverse()
+        return chain, False
+
+    def chainlen(self, rev: int) -> int:
+        return len(self._chain(rev)[0])
+
+    def _chainsize(self, rev: int) -> int:
+        index = self._index
+        return sum(INDEX_ENTRY.unpack_from(index, r * ENTRY_SIZE)[1] for r in self._chain(rev)[0])
+
+    def issnapshot(self, rev: int) -> bool:
+        """A full text, or (sparse) a delta against a snapshot that is not a parent (§2.6)."""
+        if rev == nullrev:
+            return True
+        memo = self._snapshot_memo.get(rev)
+        if memo is not None:
+            return memo
+        e = self._entry(rev)
+        base = e[3]
+        if base == rev:
+            result = True
+        elif not self.sparse or not self.generaldelta or base in (e[5], e[6]):
+            result = False
+        else:
+            result = self.issnapshot(base)
+        self._snapshot_memo[rev] = result
+        return result
+
+    # ------------------------------------------------------------------ chunks
+
+    def _where(self, rev: int) -> tuple[str, int]:
+        """File and physical offset of ``rev``'s chunk, for error messages."""
+        start = self.start(rev)
+        if self.inline:
+            return self.indexfile, start + (rev + 1) * ENTRY_SIZE
+        return self.datafile, start
+
+    def _read_span(self, start: int, length: int, fh: Any = None) -> bytes:
+        """``length`` bytes of the data file at ``start`` (non-inline), through a cache."""
+        cstart, cdata = self._segment
+        if cstart <= start and start + length <= cstart + len(cdata):
+            return cdata[start - cstart : start - cstart + length]
+        if length >= _READ_WINDOW:
+            wstart, wlen = start, length
+        else:
+            wstart = start & ~(_READ_WINDOW - 1)
+            wlen = ((start + length + _READ_WINDOW) & ~(_READ_WINDOW - 1)) - wstart
+        if fh is None:
+            with self.opener(self.datafile) as f:
+                f.seek(wstart)
+                data = f.read(wlen)
+        else:
+            fh.seek(wstart)
+            data = fh.read(wlen)
+        if len(data) < start + length - wstart:
+            raise RepositoryError(
+                f"{self.datafile}: truncated revision data at offset "
+                f"{wstart + len(data)} (wanted {length} bytes at {start})"
+            )
+        if len(data) <= 4 * 1024 * 1024:
+            self._segment = (wstart, data)
+        return data[start - wstart : start - wstart + length]
+
+    def _rawchunks(self, revs: list[int]) -> list[bytes | memoryview]:
+        """Stored chunks of ``revs`` (ascending), read in few I/O calls."""
+        entries = [INDEX_ENTRY.unpack_from(self._index, r * ENTRY_SIZE) for r in revs]
+        if self.inline:
+            data = self._inline_data
+            assert data is not None
+            view = memoryview(data)
+            out: list[bytes | memoryview] = []
+            for r, e in zip(revs, entries, strict=True):
+                pos = (e[0] >> 16) + (r + 1) * ENTRY_SIZE
+                if pos + e[1] > len(data):
+                    raise RepositoryError(
+                        f"{self.indexfile}: truncated revision data at offset {pos}"
+                    )
+                out.append(view[pos : pos + e[1]])
+            return out
+        out = []
+        if len(revs) == 1:
+            e = entries[0]
+            return [self._read_span(e[0] >> 16, e[1])]
+        # group revisions whose chunks are close together and read each group at once
+        with self.opener(self.datafile) as fh:
+            i = 0
+            n = len(revs)
+            while i < n:
+                gstart = entries[i][0] >> 16
+                gend = gstart + entries[i][1]
+                j = i + 1
+                while j < n:
+                    s = entries[j][0] >> 16
+                    if s - gend > _GROUP_GAP or s < gend:
+                        break
+                    gend = s + entries[j][1]
+                    j += 1
+                blob = self._read_span(gstart, gend - gstart, fh)
+                view = memoryview(blob)
+                for k in range(i, j):
+                    s = (entries[k][0] >> 16) - gstart
+                    out.append(view[s : s + entries[k][1]])
+                i = j
+        return out
+
+    def _decompress(self, chunk: bytes | memoryview, rev: int) -> bytes | memoryview:
+        """Decode one stored chunk (§2.4); errors name the file and offset."""
+        if not chunk:
+            return b""
+        t = chunk[0]
+        if t == 0x00:
+            return chunk
+        if t == 0x75:  # 'u'
+            return chunk[1:]
+        try:
+            if t == 0x78:  # 'x'
+                return zlib.decompress(chunk)
+            if t == 0x28:  # '(' zstd
+                if self._zstd_d is None:
+                    import zstandard
+
+                    self._zstd_d = zstandard.ZstdDecompressor()
+                result: bytes = self._zstd_d.decompressobj().decompress(chunk)
+                return result
+        except Exception as exc:  # zlib.error, zstd.ZstdError
+            where, off = self._where(rev)
+            raise RepositoryError(
+                f"{where}: cannot decompress revision {rev} at offset {off}: {exc}"
+            ) from exc
+        where, off = self._where(rev)
+        raise RepositoryError(
+            f"{where}: unknown compression type {bytes([t])!r} for revision {rev} at offset {off}"
+        )
+
+    def _chunk(self, rev: int) -> bytes | memoryview:
+        return self._decompress(self._rawchunks([rev])[0], rev)
+
+    # ------------------------------------------------------------------ revisions
+
+    def _rawtext(self, rev: int) -> bytes:
+        """Reconstructed rawtext of ``rev`` (length checked, hash not checked)."""
+        cached = self._cache
+        if cached is not None and cached[0] == rev:
+            return cached[1]
+        chain, stopped = self._chain(rev, cached[0] if cached is not None else None)
+        chunks = self._rawchunks(chain)
+        try:
+            if stopped:
+                assert cached is not None
+                base: bytes | memoryview = cached[1]
+                deltas = [self._decompress(c, r) for r, c in zip(chain, chunks, strict=True)]
+            else:
+                base = self._decompress(chunks[0], chain[0])
+                deltas = [
+                    self._decompress(c, r) for r, c in zip(chain[1:], chunks[1:], strict=True)
+                ]
+            text = mdiff.patches(base, deltas)
+        except mdiff.PatchError as exc:
+            where, off = self._where(rev)
+            raise RepositoryError(
+                f"{where}: cannot rebuild revision {rev} (chunk at offset {off}): {exc}"
+            ) from exc
+        expected = self._entry(rev)[2]
+        if len(text) != expected:
+            raise RepositoryError(
+                f"{self.indexfile}: revision {rev} unpacked size is {len(text)}, "
+                f"{expected} expected"
+            )
+        return text
+
+    def _checkhash(self, text: bytes, rev: int) -> None:
+        e = self._entry(rev)
+        if e[0] & 0xFFFF & REVIDX_NOHASH_FLAGS:
+            return
+        if hashrevision(text, self.node(e[5]), self.node(e[6])) != e[7]:
+            raise RepositoryError(
+                f"{self.indexfile}: integrity check failed on revision {rev} (node {e[7].hex()})"
+            )
+
+    def rawdata(self, rev_or_node: int | bytes) -> bytes:
+        """The stored rawtext, SHA-1 verified (unless its flags exempt it, §2.8)."""
+        rev = self._revnode(rev_or_node)
+        if rev == nullrev:
+            return b""
+        cached = self._cache
+        if cached is not None and cached[0] == rev:
+            return cached[1]
+        text = self._rawtext(rev)
+        self._checkhash(text, rev)
+        self._cache = (rev, text)
+        return text
+
+    def revision(self, rev_or_node: int | bytes) -> bytes:
+        """The fulltext; equal to :meth:`rawdata` for flag 0 (no flag processors here)."""
+        rev = self._revnode(rev_or_node)
+        if rev != nullrev and self.flags(rev) & REVIDX_ISCENSORED:
+            raise RepositoryError(f"{self.indexfile}: revision {rev} is censored")
+        return self.rawdata(rev)
+
+    def storeddelta(self, rev: int) -> tuple[int, bytes]:
+        """``(base, delta)`` as stored; a full text comes as a delta against nullrev."""
+        base = self.deltaparent(rev)
+        data = bytes(self._chunk(rev))
+        if base == nullrev:
+            return nullrev, mdiff.trivialdiffheader(len(data)) + data
+        return base, data
+
+    def revdiff(self, rev1: int, rev2: int) -> bytes:
+        """A delta turning ``rawdata(rev1)`` into ``rawdata(rev2)``."""
+        if rev1 != nullrev and self.deltaparent(rev2) == rev1:
+            return bytes(self._chunk(rev2))
+        return self._diff(self.rawdata(rev1), self.rawdata(rev2))
+
+    def _diff(self, old: bytes, new: bytes) -> bytes:
+        """The delta to store (line based; the manifest overrides it for speed)."""
+        return mdiff.textdiff(old, new)
+
+    def _delta_ok(self, base: int, delta: bytes) -> bool:
+        """Whether a received delta may be stored as-is (the manifest checks alignment)."""
+        return True
+
+    def size(self, rev: int) -> int:
+        return self.rawsize(rev)
+
+    # ------------------------------------------------------------------ writing
+
+    def compress(self, data: bytes) -> bytes:
+        """Encode a chunk (§2.4): the engine's output if strictly smaller, else raw."""
+        if not data:
+            return b""
+        n = len(data)
+        if self.compression == "zstd" and n >= 50:
+            if self._zstd_c is None:
+                import zstandard
+
+                self._zstd_c = zstandard.ZstdCompressor(level=3)
+            out: bytes = self._zstd_c.compress(data)
+            if len(out) < n:
+                return out
+        elif self.compression == "zlib" and n >= 44:
+            out = zlib.compress(data)
+            if len(out) < n:
+                return out
+        if data[0] == 0:
+            return data
+        return b"u" + data
+
+    def _journal(self, tr: Transaction, path: str) -> None:
+        if tr is not self._tr:
+            self._tr = tr
+            self._journaled = {}
+        if path not in self._journaled:
+            size = self.opener.size(path)
+            tr.add(path, size)
+            self._journaled[path] = size
+
+    def addrevision(
+        self,
+        text: bytes,
+        tr: Transaction,
+        link: int,
+        p1: bytes,
+        p2: bytes,
+        *,
+        node: bytes | None = None,
+        flags: int = 0,
+        cachedelta: tuple[int, bytes] | None = None,
+    ) -> int:
+        """Append ``text`` (unless its node exists) and return its revision number."""
+        if flags & ~REVIDX_KNOWN_FLAGS:
+            raise RepositoryError(f"{self.indexfile}: incompatible revision flag {flags:#x}")
+        p1r = self.rev(p1)
+        p2r = self.rev(p2)
+        expected = hashrevision(text, p1, p2)
+        if node is None:
+            node = expected
+        elif node != expected and not flags & REVIDX_NOHASH_FLAGS:
+            raise RepositoryError(
+                f"{self.indexfile}: integrity error adding {node.hex()}: content hashes "
+                f"to {expected.hex()}"
+            )
+        if node in _RESERVED_NODES:
+            raise RepositoryError(f"{self.indexfile}: attempted to add reserved node {node.hex()}")
+        if self.hasnode(node):
+            return self.rev(node)
+        return self._addrevision(node, text, tr, link, p1r, p2r, flags, cachedelta)
+
+    def addgroup(
+        self,
+        deltas: Iterable[RevisionDelta],
+        linkmapper: Callable[[bytes], int],
+        tr: Transaction,
+    ) -> list[int]:
+        """Add changegroup revisions; returns the rev of each (existing ones included)."""
+        revs = []
+        for d in deltas:
+            if self.hasnode(d.node):
+                revs.append(self.rev(d.node))
+                continue
+            if d.flags & ~REVIDX_KNOWN_FLAGS:
+                raise RepositoryError(
+                    f"{self.indexfile}: incompatible revision flag {d.flags:#x} on {d.node.hex()}"
+                )
+            p1r = self.rev(d.p1)
+            p2r = self.rev(d.p2)
+            try:
+                base = self.rev(d.deltabase)
+            except LookupNodeError:
+                raise LookupNodeError(d.deltabase, self.radix + " (unknown delta base)") from None
+            basetext = self.rawdata(base) if base != nullrev else b""
+            try:
+                text = mdiff.patch(basetext, d.delta)
+            except mdiff.PatchError as exc:
+                raise RepositoryError(
+                    f"{self.indexfile}: bad delta for {d.node.hex()}: {exc}"
+                ) from exc
+            if not d.flags & REVIDX_NOHASH_FLAGS:
+                actual = hashrevision(text, d.p1, d.p2)
+                if actual != d.node:
+                    raise RepositoryError(
+                        f"{self.indexfile}: integrity error: {d.node.hex()} hashes to "
+                        f"{actual.hex()}"
+                    )
+            link = linkmapper(d.linknode)
+            cached = (base, d.delta) if base != nullrev else None
+            revs.append(self._addrevision(d.node, text, tr, link, p1r, p2r, d.flags, cached))
+        return revs
+
+    def _isgood(self, base: int, textlen: int, deltalen: int, snapshotdepth: int) -> bool:
+        """Mercurial's bounds for a candidate delta (§3.2)."""
+        if deltalen > textlen:
+            return False
+        chain = self._chain(base)[0]
+        if len(chain) + 1 > MAX_CHAIN_LEN:
+            return False
+        index = self._index
+        chainsize = deltalen + sum(INDEX_ENTRY.unpack_from(index, r * ENTRY_SIZE)[1] for r in chain)
+        if chainsize > textlen * LIMIT_DELTA2TEXT:
+            return False
+        if not self.sparse:
+            span = self._datasize() + deltalen - self.start(chain[0])
+            if span > 4 * textlen:
+                return False
+        if snapshotdepth:
+            if deltalen > textlen >> snapshotdepth:
+                return False
+            if self.length(base) < deltalen:
+                return False
+        return True
+
+    def _candidates(self, p1r: int, p2r: int, textlen: int) -> Iterator[tuple[list[int], bool]]:
+        """Groups of bases to try, and whether deltas in that group are snapshots."""
+        rev = len(self)
+        if not self.generaldelta:
+            if rev:
+                yield [rev - 1], False
+            return
+        parents = [p for p in (p1r, p2r) if p != nullrev]
+        parents = sorted(set(parents), reverse=True)
+        if parents:
+            yield parents, False
+        if not self.sparse:
+            if rev and rev - 1 not in parents:
+                yield [rev - 1], False
+            return
+        snaps: set[int] = set()
+        for p in parents:
+            for r in self._chain(p)[0]:
+                if self.issnapshot(r):
+                    snaps.add(r)
+        if snaps:
+            # deepest first, a few at most
+            ordered = sorted(snaps, key=lambda r: (-self.chainlen(r), -r))[:6]
+            yield ordered, True
+
+    def _choose(
+        self,
+        text: bytes,
+        p1r: int,
+        p2r: int,
+        flags: int,
+        cachedelta: tuple[int, bytes] | None,
+    ) -> tuple[int, bytes] | None:
+        """``(base, compressed delta)`` to store, or None for a full text."""
+        textlen = len(text)
+        if not self._storedeltas or flags & REVIDX_RAWTEXT_CHANGING_FLAGS or not len(self):
+            return None
+        tried: set[int] = {nullrev}
+
+        def usable(base: int) -> bool:
+            if base in tried:
+                return False
+            tried.add(base)
+            if self.flags(base) & REVIDX_RAWTEXT_CHANGING_FLAGS:
+                return False
+            return not (self.sparse and self.rawsize(base) < textlen // LIMIT_BASE2TEXT)
+
+        if cachedelta is not None:
+            base, delta = cachedelta
+            legal = self.generaldelta or base == len(self) - 1
+            if legal and usable(base) and self._delta_ok(base, delta):
+                comp = self.compress(delta)
+                depth = 0
+                if self.sparse and base not in (p1r, p2r) and self.issnapshot(base):
+                    depth = self.chainlen(base)
+                if self._isgood(base, textlen, len(comp), depth):
+                    return base, comp
+        for group, snapshot in self._candidates(p1r, p2r, textlen):
+            best: tuple[int, bytes] | None = None
+            for base in group:
+                if not usable(base):
+                    continue
+                comp = self.compress(self._diff(self.rawdata(base), text))
+                depth = self.chainlen(base) if snapshot else 0
+                if self._isgood(base, textlen, len(comp), depth) and (
+                    best is None or len(comp) < len(best[1])
+                ):
+                    best = (base, comp)
+            if best is not None:
+                return best
+        return None
+
+    def _addrevision(
+        self,
+        node: bytes,
+        text: bytes,
+        tr: Transaction,
+        link: int,
+        p1r: int,
+        p2r: int,
+        flags: int,
+        cachedelta: tuple[int, bytes] | None,
+    ) -> int:
+        rev = len(self)
+        choice = self._choose(text, p1r, p2r, flags, cachedelta)
+        if choice is None:
+            base, chunk = rev, self.compress(text)
+        else:
+            base, chunk = choice
+            if not self.generaldelta:
+                base = self._entry(rev - 1)[3]  # legacy: base field is the chain start
+        offset = self._datasize()
+        entry = INDEX_ENTRY.pack(
+            (offset << 16) | flags, len(chunk), len(text), base, link, p1r, p2r, node
+        )
+        self._write(tr, entry, chunk)
+        self._appended(entry, node)
+        self._cache = (rev, text)
+        return rev
+
+    def _header_bytes(self) -> bytes:
+        return _HEADER.pack(self.header_flags | self.version)
+
+    def _write(self, tr: Transaction, entry: bytes, chunk: bytes) -> None:
+        """Append one entry (and chunk) to disk under ``tr`` (§3.5)."""
+        if tr is not self._tr:
+            self._tr = tr
+            self._journaled = {}
+            if self.persistent_nodemap:
+                from hgwire.repo import nodemap
+
+                nodemap.invalidate(self.opener, self.radix)
+        rev = len(self)
+        if rev == 0:
+            entry = self._header_bytes() + entry[4:]
+        if (
+            self.inline
+            and self._datasize() + len(chunk) >= MAX_INLINE
+            and self.indexfile not in self._journaled
+            and self.opener.size(self.indexfile) > 0
+        ):
+            # nothing appended to the index in this transaction yet: split first, with a
+            # backup of the inline file as rollback target
+            tr.addbackup(self.indexfile)
+            self._journaled[self.indexfile] = -1
+            self._split(tr)
+        if self.inline:
+            self._journal(tr, self.indexfile)
+            with self.opener(self.indexfile, "ab") as fh:
+                fh.write(entry + chunk)
+        else:
+            self._journal(tr, self.datafile)
+            self._journal(tr, self.indexfile)
+            if chunk:
+                with self.opener(self.datafile, "ab") as fh:
+                    fh.write(chunk)
+            with self.opener(self.indexfile, "ab") as fh:
+                fh.write(entry)
+        if self.inline:
+            assert self._inline_data is not None
+            self._inline_data += entry + chunk
+
+    def _appended(self, entry: bytes, node: bytes) -> None:
+        rev = len(self)
+        self._index += entry
+        if rev == 0:
+            self._index[0:4] = b"\0\0\0\0"
+        if self._nodemap is not None:
+            self._nodemap[node] = rev
+        if self._nodecol is not None:
+            self._nodecol += node
+        if self._cols:
+            fields = INDEX_ENTRY.unpack(entry)
+            pos = {"length": 1, "rawsize": 2, "base": 3, "linkrev": 4, "p1": 5, "p2": 6}
+            for name, col in self._cols.items():
+                col.append(fields[pos[name]])
+        if self.inline and self._datasize() >= MAX_INLINE:
+            tr = self._tr
+            if tr is not None and self._journaled.get(self.indexfile) == 0:
+                # the index is new in this transaction: rollback deletes it anyway
+                self._split(tr)
+
+    def _split(self, tr: Transaction) -> None:
+        """Convert an inline revlog to index + data file (§3.4)."""
+        data = self._inline_data
+        assert data is not None
+        n = len(self)
+        view = memoryview(data)
+        chunks = []
+        for r in range(n):
+            e = INDEX_ENTRY.unpack_from(self._index, r * ENTRY_SIZE)
+            pos = (e[0] >> 16) + (r + 1) * ENTRY_SIZE
+            chunks.append(view[pos : pos + e[1]])
+        self._journal(tr, self.datafile)
+        with self.opener(self.datafile, "wb") as fh:
+            fh.write(b"".join(chunks))
+        self.header_flags &= ~FLAG_INLINE_DATA
+        newindex = bytearray(self._index)
+        if n:
+            newindex[0:4] = self._header_bytes()
+        self.opener.atomic_write(self.indexfile, bytes(newindex))
+        self._inline_data = None
+        self._segment = (0, b"")
+
+    # ------------------------------------------------------------------ misc
+
+    def clearcaches(self) -> None:
+        self._cache = None
+        self._segment = (0, b"")
+        self._snapshot_memo.clear()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.radix} ({len(self)} revs)>"
