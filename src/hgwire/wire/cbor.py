@@ -1,51 +1,811 @@
-"""CBOR as Mercurial uses it (spec §4).
+"""CBOR as Mercurial uses it (spec §4): an exact encoder and a sans-IO incremental decoder.
 
-Placeholder encoder fixing the module's API; the full encoder/decoder replaces it.
+Mercurial's CBOR is a small subset: integers, byte strings, arrays, maps, sets (tag 258),
+``true``/``false``/``null`` and, at the top level only, indefinite length byte strings.
+The encoder reproduces Mercurial's bytes exactly (§4.1: shortest lengths, map keys and
+set members sorted by ``(type name, value)``). The decoder accepts exactly what
+Mercurial 6.0 accepts (§4.2) and raises :class:`~hgwire.errors.CBORDecodeError` with
+Mercurial's messages for what it rejects, plus limits Mercurial lacks (``max_length``,
+``max_depth``, ``max_buffer``).
+
+Decoding has two engines that always agree:
+
+* a fast path that lets ``cbor2``'s C decoder decode complete top-level values straight
+  from the buffer, then checks the result for anything outside Mercurial's subset (text,
+  floats, simple values, immutable containers standing for collections used as keys or
+  set members, nesting and size limits);
+* an exact pure-Python engine, resumable item by item, which mirrors Mercurial's state
+  machine. It takes over whenever the fast path cannot prove a value acceptable (errors,
+  top-level indefinite byte strings) and for a value still incomplete at the end of the
+  input, so each byte is parsed a bounded number of times: total cost stays linear in
+  the input whatever the chunk boundaries.
 """
 
 from __future__ import annotations
 
+import io
 import struct
-from typing import Any
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Final
 
-from hgwire.errors import CBOREncodeError
+import cbor2
+
+from hgwire.errors import CBORDecodeError, CBOREncodeError
+
+__all__ = [
+    "DEFAULT_MAX_BUFFER",
+    "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_LENGTH",
+    "BytestringChunk",
+    "Decoder",
+    "IndefiniteBytes",
+    "dumps",
+    "indefinite_from_buffer",
+    "iter_encode",
+    "loads",
+    "loads_all",
+]
+
+#: Largest declared byte string length or collection item count accepted (hg: none).
+DEFAULT_MAX_LENGTH: Final = 1 << 30
+#: Deepest nesting of arrays/maps/sets accepted; a top-level array is depth 1 (hg: none).
+DEFAULT_MAX_DEPTH: Final = 64
+#: Largest encoded size of one top-level value (one chunk for an indefinite byte string).
+DEFAULT_MAX_BUFFER: Final = (1 << 30) + 64
+#: Hard ceiling for ``max_depth``: keeps the recursive checks far from Python's limit.
+MAX_DEPTH_CEILING: Final = 256
+
+#: Byte strings at least this long are emitted by :func:`iter_encode` as their own piece.
+LARGE_BYTES: Final = 16384
+#: :func:`iter_encode` coalesces small pieces into chunks of about this size.
+ITER_CHUNK: Final = 65536
+
+_TAG_SET_HEADER: Final = b"\xd9\x01\x02"  # tag 258, "mathematical finite set"
 
 
-def _head(major: int, value: int) -> bytes:
-    if value < 24:
-        return bytes([(major << 5) | value])
-    if value < 0x100:
-        return bytes([(major << 5) | 24, value])
-    if value < 0x10000:
-        return bytes([(major << 5) | 25]) + struct.pack(">H", value)
-    if value < 0x100000000:
-        return bytes([(major << 5) | 26]) + struct.pack(">I", value)
-    if value < 0x10000000000000000:
-        return bytes([(major << 5) | 27]) + struct.pack(">Q", value)
-    raise CBOREncodeError(f"integer too large for CBOR: {value}")
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True, slots=True)
+class BytestringChunk:
+    """One chunk of a top-level indefinite length byte string, as the decoder yields it.
+
+    ``first`` marks the first chunk, ``last`` the closing break (always an empty chunk),
+    matching Mercurial's ``bytestringchunk`` (§4.2). A string with no chunks decodes to
+    one empty chunk that is both first and last.
+    """
+
+    data: bytes
+    first: bool = False
+    last: bool = False
+
+
+class IndefiniteBytes:
+    """A value encoded as an indefinite length byte string: ``5f``, each chunk, ``ff``.
+
+    Equivalent to Mercurial's ``streamencodebytestringfromiter`` (§4.1). The chunks are
+    consumed lazily by :func:`iter_encode`, so a generator reading a file streams. Only
+    valid as a top-level value: Mercurial's decoder rejects it anywhere else.
+    """
+
+    __slots__ = ("chunks",)
+
+    def __init__(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
+        self.chunks = chunks
+
+    def __repr__(self) -> str:
+        return f"IndefiniteBytes({self.chunks!r})"
+
+
+def indefinite_from_buffer(
+    data: bytes | bytearray | memoryview, chunk_size: int
+) -> IndefiniteBytes:
+    """Cut ``data`` into ``chunk_size`` pieces as one indefinite byte string.
+
+    Mirrors ``streamencodeindefinitebytestring``: an empty buffer still gives one empty
+    chunk (``5f 40 ff``). Chunks are zero-copy memoryview slices.
+    """
+    if chunk_size <= 0:
+        raise CBOREncodeError(f"chunk size must be positive, not {chunk_size}")
+    view = memoryview(data).cast("B")
+    if not len(view):
+        return IndefiniteBytes([b""])
+    return IndefiniteBytes([view[i : i + chunk_size] for i in range(0, len(view), chunk_size)])
+
+
+# --------------------------------------------------------------------------- encoder
+
+
+def _make_head_table(major: int) -> list[bytes]:
+    return [_head(major, n) for n in range(256)]
+
+
+def _head(major: int, n: int) -> bytes:
+    """Initial byte plus shortest big-endian argument for ``n`` (spec §4.1)."""
+    mt = major << 5
+    if n < 24:
+        return bytes((mt | n,))
+    if n < 0x100:
+        return bytes((mt | 24, n))
+    if n < 0x10000:
+        return struct.pack(">BH", mt | 25, n)
+    if n < 0x100000000:
+        return struct.pack(">BI", mt | 26, n)
+    if n < 0x10000000000000000:
+        return struct.pack(">BQ", mt | 27, n)
+    raise CBOREncodeError("big integers not supported")
+
+
+_UINT: Final = _make_head_table(0)
+_NINT: Final = _make_head_table(1)
+_BYTES_HEAD: Final = _make_head_table(2)
+_ARRAY_HEAD: Final = _make_head_table(4)
+_MAP_HEAD: Final = _make_head_table(5)
+_SCALAR_TYPES: Final = frozenset((bytes, int, bool, type(None)))
+_BYTESLIKE: Final = (bytes, bytearray, memoryview)
 
 
 def _sortkey(v: Any) -> tuple[str, Any]:
+    """Mercurial's mixed-type order: type name first, then value (§4.1)."""
     return (type(v).__name__, v)
 
 
+def _sorted_keys(keys: Any) -> list[Any]:
+    """Keys (or set members) in Mercurial's order, cheaply when they share one type."""
+    try:
+        if len(set(map(type, keys))) <= 1:
+            return sorted(keys)
+        return sorted(keys, key=_sortkey)
+    except TypeError as exc:
+        raise CBOREncodeError(f"cannot order map keys or set members: {exc}") from None
+
+
+def _encode(obj: Any, out: list[Any], top: bool) -> None:
+    """Append the encoding of ``obj`` to ``out`` (bytes pieces; big bodies as-is)."""
+    t = type(obj)
+    if t is bytes:
+        n = len(obj)
+        if n < 256:
+            out.append(_BYTES_HEAD[n] + obj)
+        elif n < LARGE_BYTES:
+            out.append(_head(2, n) + obj)
+        else:
+            out.append(_head(2, n))
+            out.append(obj)
+    elif t is int:
+        if 0 <= obj < 256:
+            out.append(_UINT[obj])
+        elif -256 <= obj < 0:
+            out.append(_NINT[-1 - obj])
+        elif obj >= 0:
+            out.append(_head(0, obj))
+        else:
+            out.append(_head(1, -1 - obj))
+    elif t is dict:
+        n = len(obj)
+        out.append(_MAP_HEAD[n] if n < 256 else _head(5, n))
+        if n == 1:
+            for k, v in obj.items():
+                _encode(k, out, False)
+                _encode(v, out, False)
+        elif n:
+            for k in _sorted_keys(obj):
+                _encode(k, out, False)
+                _encode(obj[k], out, False)
+    elif t is list or t is tuple:
+        n = len(obj)
+        out.append(_ARRAY_HEAD[n] if n < 256 else _head(4, n))
+        for v in obj:
+            _encode(v, out, False)
+    elif obj is None:
+        out.append(b"\xf6")
+    elif obj is True:
+        out.append(b"\xf5")
+    elif obj is False:
+        out.append(b"\xf4")
+    elif t is set:
+        n = len(obj)
+        out.append(_TAG_SET_HEADER + (_ARRAY_HEAD[n] if n < 256 else _head(4, n)))
+        for v in _sorted_keys(obj):
+            _encode(v, out, False)
+    else:
+        _encode_other(obj, out, top)
+
+
+def _encode_other(obj: Any, out: list[Any], top: bool) -> None:
+    """Subclasses of supported types, byte-likes and indefinite byte strings."""
+    if isinstance(obj, IndefiniteBytes):
+        if not top:
+            raise CBOREncodeError(
+                "indefinite length byte strings can only be encoded as top-level values"
+            )
+        out.append(obj)
+    elif isinstance(obj, bool):  # pragma: no cover - bool cannot be subclassed
+        out.append(b"\xf5" if obj else b"\xf4")
+    elif isinstance(obj, bytes | bytearray | memoryview):
+        view = _byteview(obj)
+        n = len(view)
+        out.append(_head(2, n))
+        if n:
+            out.append(view if n >= LARGE_BYTES else bytes(view))
+    elif isinstance(obj, int):
+        _encode(int(obj), out, top)
+    elif isinstance(obj, list | tuple):
+        _encode(list(obj), out, top)
+    elif isinstance(obj, dict):
+        n = len(obj)
+        out.append(_head(5, n))
+        for k in _sorted_keys(obj):
+            _encode(k, out, False)
+            _encode(obj[k], out, False)
+    elif isinstance(obj, set):
+        _encode(set(obj), out, top)
+    elif isinstance(obj, str):
+        raise CBOREncodeError("cannot encode text strings (str); Mercurial CBOR has none")
+    else:
+        raise CBOREncodeError(f"cannot encode {type(obj).__name__} as Mercurial CBOR")
+
+
+def _byteview(obj: bytes | bytearray | memoryview) -> bytes | memoryview:
+    """``obj`` with ``len()`` in bytes (memoryviews are cast to unsigned bytes)."""
+    if isinstance(obj, bytes):
+        return obj
+    if isinstance(obj, bytearray):
+        return memoryview(obj)
+    try:
+        return obj.cast("B") if obj.format != "B" or obj.ndim != 1 else obj
+    except TypeError as exc:
+        raise CBOREncodeError(f"cannot encode this memoryview: {exc}") from None
+
+
+def _iter_indefinite(value: IndefiniteBytes) -> Iterator[bytes | memoryview]:
+    yield b"\x5f"
+    for chunk in value.chunks:
+        if not isinstance(chunk, _BYTESLIKE):
+            raise CBOREncodeError(
+                f"indefinite byte string chunk must be bytes, not {type(chunk).__name__}"
+            )
+        view = _byteview(chunk)
+        n = len(view)
+        if n >= LARGE_BYTES:
+            yield _head(2, n)
+            yield view
+        else:
+            yield _head(2, n) + bytes(view)
+    yield b"\xff"
+
+
 def dumps(obj: Any) -> bytes:
-    """Encode ``obj`` exactly as Mercurial's encoder does (sorted keys, sets as tag 258)."""
-    if obj is True:
-        return b"\xf5"
-    if obj is False:
-        return b"\xf4"
-    if obj is None:
-        return b"\xf6"
-    if isinstance(obj, int):
-        return _head(0, obj) if obj >= 0 else _head(1, -1 - obj)
-    if isinstance(obj, bytes | bytearray | memoryview):
-        return _head(2, len(obj)) + bytes(obj)
-    if isinstance(obj, list | tuple):
-        return _head(4, len(obj)) + b"".join(dumps(v) for v in obj)
-    if isinstance(obj, dict):
-        items = sorted(obj.items(), key=lambda kv: _sortkey(kv[0]))
-        return _head(5, len(items)) + b"".join(dumps(k) + dumps(v) for k, v in items)
-    if isinstance(obj, set):
-        return b"\xd9\x01\x02" + dumps(sorted(obj, key=_sortkey))
-    raise CBOREncodeError(f"cannot encode {type(obj).__name__} as CBOR")
+    """Encode ``obj`` to exactly the bytes Mercurial's encoder produces (spec §4.1)."""
+    out: list[Any] = []
+    _encode(obj, out, True)
+    if len(out) == 1 and type(out[0]) is bytes:
+        return out[0]
+    if any(isinstance(p, IndefiniteBytes) for p in out):
+        return b"".join(iter_encode(obj))
+    return b"".join(out)
+
+
+def iter_encode(obj: Any) -> Iterator[bytes | memoryview]:
+    """Encode ``obj`` as a stream of pieces whose concatenation is ``dumps(obj)``.
+
+    Headers and small items are coalesced into pieces of about ``ITER_CHUNK`` bytes; byte
+    strings of ``LARGE_BYTES`` or more come out as their own piece, uncopied, and the
+    chunks of an :class:`IndefiniteBytes` are pulled lazily.
+    """
+    out: list[Any] = []
+    _encode(obj, out, True)
+    pending: list[Any] = []
+    size = 0
+    for piece in out:
+        if isinstance(piece, IndefiniteBytes):
+            if pending:
+                yield b"".join(pending)
+                pending, size = [], 0
+            yield from _iter_indefinite(piece)
+        elif len(piece) >= LARGE_BYTES:
+            if pending:
+                yield b"".join(pending)
+                pending, size = [], 0
+            yield piece
+        else:
+            pending.append(piece)
+            size += len(piece)
+            if size >= ITER_CHUNK:
+                yield b"".join(pending)
+                pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
+# --------------------------------------------------------------------------- decoder
+
+# Item kinds; the numbers are Mercurial's SPECIAL_* values, which appear in its messages.
+_K_VALUE: Final = 0
+_K_INDEF: Final = 1
+_K_ARRAY: Final = 2
+_K_MAP: Final = 3
+_K_SET: Final = 4
+_K_BREAK: Final = 5
+
+# Container states of the exact engine.
+_S_ARRAY: Final = 0
+_S_MAP_KEY: Final = 1
+_S_MAP_VALUE: Final = 2
+_S_SET: Final = 3
+
+_ARG: Final = {
+    24: struct.Struct(">B"),
+    25: struct.Struct(">H"),
+    26: struct.Struct(">I"),
+    27: struct.Struct(">Q"),
+}
+
+_NOT_CONSUMED: Final = "input data not fully consumed"
+_NOT_COMPLETE: Final = "input data not complete"
+
+
+class _TagPolicy(dict[int, Any]):
+    """``semantic_decoders`` for cbor2: every tag but 258 fails; 258 keeps cbor2's set."""
+
+    def __getitem__(self, tag: int) -> Any:
+        if tag == 258:
+            raise KeyError(tag)
+        raise CBORDecodeError(f"semantic tag {tag} not allowed")
+
+
+_TAG_POLICY: Final = _TagPolicy()
+
+
+def _ok(v: Any, depth: int, max_depth: int) -> bool:
+    """Whether a cbor2-decoded container (at nesting ``depth``) is within hg's subset.
+
+    cbor2 turns collections used as map keys or set members into tuples, frozensets and
+    frozendicts, and text/floats/simple values into other types, so a type check of
+    every member suffices. Sizes need no check: the caller only asks about values whose
+    encoded size is within ``max_length``, and a declared length can never exceed the
+    encoded size.
+    """
+    if depth > max_depth:
+        return False
+    t = type(v)
+    scalars = _SCALAR_TYPES
+    if t is dict:
+        if not set(map(type, v)) <= scalars:
+            return False
+        if set(map(type, v.values())) <= scalars:
+            return True
+        depth += 1
+        for x in v.values():
+            if type(x) not in scalars and not _ok(x, depth, max_depth):
+                return False
+        return True
+    if t is list:
+        if set(map(type, v)) <= scalars:
+            return True
+        depth += 1
+        return all(type(x) in scalars or _ok(x, depth, max_depth) for x in v)
+    if t is set:
+        return set(map(type, v)) <= scalars
+    return False
+
+
+class _Incomplete(Exception):
+    """Internal: the item at the current position needs ``need`` bytes from there."""
+
+    def __init__(self, need: int) -> None:
+        self.need = need
+
+
+class Decoder:
+    """Sans-IO incremental decoder for Mercurial's CBOR subset (spec §4.2).
+
+    :meth:`feed` takes bytes in arbitrary pieces and returns every top-level value
+    completed so far, as soon as it is complete. Top-level indefinite byte strings come
+    out as :class:`BytestringChunk` objects chunk by chunk. Limits (absent in hg):
+    ``max_length`` bounds declared byte string lengths and collection item counts,
+    ``max_depth`` the nesting of collections, ``max_buffer`` the encoded size of one
+    top-level value (of one chunk, for indefinite byte strings). A limit is enforced as
+    soon as the offending header is seen, before any allocation for it.
+
+    After a :class:`CBORDecodeError` the decoder is unusable; later calls raise again.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        max_buffer: int = DEFAULT_MAX_BUFFER,
+    ) -> None:
+        if max_length < 0 or max_buffer < 1:
+            raise ValueError("max_length must be >= 0 and max_buffer >= 1")
+        if not 0 <= max_depth <= MAX_DEPTH_CEILING:
+            raise ValueError(f"max_depth must be between 0 and {MAX_DEPTH_CEILING}")
+        self.max_length = max_length
+        self.max_depth = max_depth
+        self.max_buffer = max_buffer
+        self._fast = True  # tests switch this off to compare with the exact engine alone
+        # Unconsumed input: the start of an item that is still incomplete.
+        self._pending: list[bytes] = []
+        self._pending_len = 0
+        self._need = 0  # bytes the pending item needs before it is worth parsing again
+        # Exact engine state: open containers, indefinite byte string, value size so far.
+        self._stack: list[list[Any]] = []  # [state, container, remaining, map key]
+        self._indef = 0  # 0: none; 1: want first chunk; 2: want later chunks
+        self._vbytes = 0
+        self._error: CBORDecodeError | None = None
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def in_progress(self) -> bool:
+        """Whether part of a value has been received but not yet handed out."""
+        return bool(self._pending_len or self._stack or self._indef)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Any]:
+        """Add input; return the values (and indefinite byte string chunks) it completed."""
+        if self._error is not None:
+            raise CBORDecodeError(f"decoder already failed: {self._error}")
+        if type(data) is not bytes:
+            data = bytes(data)
+        if not data:
+            return []
+        if self._pending:
+            self._pending.append(data)
+            self._pending_len += len(data)
+            if self._pending_len < self._need:
+                return []
+            buf = b"".join(self._pending)
+            self._pending = []
+            self._pending_len = 0
+        else:
+            buf = data
+        self._need = 0
+        out: list[Any] = []
+        try:
+            pos = self._run(buf, out)
+        except CBORDecodeError as exc:
+            self._error = exc
+            raise
+        if pos < len(buf):
+            rest = buf[pos:]
+            self._pending = [rest]
+            self._pending_len = len(rest)
+        return out
+
+    def finish(self) -> None:
+        """Declare the end of input; raise :class:`CBORDecodeError` if a value is partial.
+
+        The messages are those of Mercurial's ``decodeall``: a partial item is
+        "input data not fully consumed", an unfinished collection or indefinite byte
+        string "input data not complete".
+        """
+        if self._error is not None:
+            raise CBORDecodeError(f"decoder already failed: {self._error}")
+        if self._pending_len:
+            self._error = CBORDecodeError(_NOT_CONSUMED)
+            raise self._error
+        if self._stack or self._indef:
+            self._error = CBORDecodeError(_NOT_COMPLETE)
+            raise self._error
+
+    # ------------------------------------------------------------------ engines
+
+    def _run(self, buf: bytes, out: list[Any]) -> int:
+        """Decode as much of ``buf`` as possible; return the first unconsumed offset."""
+        n = len(buf)
+        pos = 0
+        while pos < n:
+            if self._fast and not self._stack and not self._indef:
+                pos = self._run_fast(buf, pos, out)
+                if pos >= n:
+                    break
+            # The exact engine handles the value at ``pos`` (or its continuation).
+            try:
+                pos = self._run_exact(buf, pos, out)
+            except _Incomplete as inc:
+                self._need = inc.need
+                return pos
+        return pos
+
+    def _run_fast(self, buf: bytes, pos: int, out: list[Any]) -> int:
+        """Decode complete, acceptable top-level values with cbor2 from ``pos`` onwards.
+
+        Returns the start of the first value it could not vouch for (or ``len(buf)``).
+        """
+        n = len(buf)
+        fp = io.BytesIO(buf)
+        fp.seek(pos)
+        dec = cbor2.CBORDecoder(
+            fp,
+            semantic_decoders=_TAG_POLICY,
+            allow_indefinite=False,
+            max_depth=self.max_depth + 1,  # cbor2 counts tag 258 as a level; _ok is exact
+        )
+        decode = dec.decode
+        tell = fp.tell
+        append = out.append
+        scalars = _SCALAR_TYPES
+        max_depth = self.max_depth
+        # A value no longer than max_length cannot declare a length beyond it; bigger
+        # values (and those over max_buffer) are left to the exact engine to judge.
+        max_size = min(self.max_buffer, self.max_length)
+        try:
+            while pos < n:
+                v = decode()
+                end = tell()
+                if end - pos > max_size:
+                    return pos
+                if type(v) not in scalars and not _ok(v, 1, max_depth):
+                    return pos
+                append(v)
+                pos = end
+        except Exception:  # anything cbor2 rejects or cannot finish: the exact engine decides
+            return pos
+        return pos
+
+    def _run_exact(self, buf: bytes, pos: int, out: list[Any]) -> int:
+        """Mercurial's decoder state machine, from ``pos`` until one top-level value ends.
+
+        Raises :class:`_Incomplete` (consumed items stay consumed: containers keep their
+        partial contents) or :class:`CBORDecodeError` with Mercurial's messages.
+        """
+        stack = self._stack
+        n = len(buf)
+        while pos < n:
+            kind, value, end = self._item(buf, pos)
+            self._vbytes += end - pos
+            if self._vbytes > self.max_buffer:
+                raise CBORDecodeError(
+                    f"value larger than the buffer limit of {self.max_buffer} bytes"
+                )
+            pos = end
+            if self._indef:
+                if kind == _K_VALUE:
+                    if type(value) is not bytes:
+                        raise CBORDecodeError(
+                            "indefinite length bytestring chunks must be definite bytestrings"
+                        )
+                    out.append(BytestringChunk(value, first=self._indef == 1))
+                    self._indef = 2
+                    self._vbytes = 0
+                    continue
+                if kind == _K_BREAK:
+                    out.append(BytestringChunk(b"", first=self._indef == 1, last=True))
+                    self._indef = 0
+                    self._vbytes = 0
+                    return pos
+                raise CBORDecodeError(
+                    f"unexpected special value when expecting bytestring chunk: {kind}"
+                )
+            if not stack:
+                if kind == _K_VALUE:
+                    out.append(value)
+                    self._vbytes = 0
+                    return pos
+                if kind == _K_INDEF:
+                    self._indef = 1
+                    self._vbytes = 0
+                    continue
+                if kind == _K_BREAK:
+                    raise CBORDecodeError(f"unhandled special state: {kind}")
+                self._push(kind, value)
+            else:
+                top = stack[-1]
+                state = top[0]
+                if state == _S_ARRAY:
+                    if kind == _K_VALUE:
+                        top[1].append(value)
+                        top[2] -= 1
+                    elif kind == _K_INDEF:
+                        raise CBORDecodeError(
+                            "indefinite length bytestrings not allowed as array values"
+                        )
+                    elif kind == _K_BREAK:
+                        raise CBORDecodeError(
+                            f"unhandled special item when expecting array value: {kind}"
+                        )
+                    else:
+                        child = self._push(kind, value)
+                        top[1].append(child)
+                        top[2] -= 1
+                elif state == _S_MAP_KEY:
+                    if kind == _K_VALUE:
+                        top[3] = value
+                        top[0] = _S_MAP_VALUE
+                    elif kind == _K_INDEF:
+                        raise CBORDecodeError(
+                            "indefinite length bytestrings not allowed as map keys"
+                        )
+                    elif kind == _K_BREAK:
+                        raise CBORDecodeError(
+                            f"unhandled special item when expecting map key: {kind}"
+                        )
+                    else:
+                        raise CBORDecodeError("collections not supported as map keys")
+                elif state == _S_MAP_VALUE:
+                    if kind == _K_VALUE:
+                        top[1][top[3]] = value
+                    elif kind == _K_INDEF:
+                        raise CBORDecodeError(
+                            "indefinite length bytestrings not allowed as map values"
+                        )
+                    elif kind == _K_BREAK:
+                        raise CBORDecodeError(
+                            f"unhandled special item when expecting map value: {kind}"
+                        )
+                    else:
+                        top[1][top[3]] = self._push(kind, value)
+                    top[0] = _S_MAP_KEY
+                    top[3] = None
+                    top[2] -= 1
+                else:  # _S_SET
+                    if kind == _K_VALUE:
+                        top[1].add(value)
+                        top[2] -= 1
+                    elif kind == _K_INDEF:
+                        raise CBORDecodeError(
+                            "indefinite length bytestrings not allowed as set values"
+                        )
+                    elif kind == _K_BREAK:
+                        raise CBORDecodeError(
+                            f"unhandled special item when expecting set value: {kind}"
+                        )
+                    else:
+                        raise CBORDecodeError("collections not allowed as set values")
+            # Close every container that has received all its items.
+            while stack:
+                top = stack[-1]
+                if top[2] or top[0] == _S_MAP_VALUE:
+                    break
+                stack.pop()
+                if not stack:
+                    out.append(top[1])
+                    self._vbytes = 0
+                    return pos
+        return pos
+
+    def _push(self, kind: int, count: int) -> Any:
+        """Open a collection of ``count`` items; return the (still empty) container."""
+        if len(self._stack) >= self.max_depth:
+            raise CBORDecodeError(f"nesting deeper than the limit of {self.max_depth} levels")
+        container: Any
+        if kind == _K_ARRAY:
+            container = []
+            state = _S_ARRAY
+        elif kind == _K_MAP:
+            container = {}
+            state = _S_MAP_KEY
+        else:
+            container = set()
+            state = _S_SET
+        self._stack.append([state, container, count, None])
+        return container
+
+    def _item(self, buf: bytes, pos: int) -> tuple[int, Any, int]:
+        """Parse one item at ``pos``: ``(kind, value or item count, end offset)``.
+
+        Follows Mercurial's ``decodeitem`` (spec §4.2), including the order in which it
+        reports problems; raises :class:`_Incomplete` when the item is cut short.
+        """
+        n = len(buf)
+        initial = buf[pos]
+        major = initial >> 5
+        info = initial & 0x1F
+        if major == 3:
+            raise CBORDecodeError("string major type not supported")
+        if major == 7:
+            if info == 20:
+                return _K_VALUE, False, pos + 1
+            if info == 21:
+                return _K_VALUE, True, pos + 1
+            if info == 22:
+                return _K_VALUE, None, pos + 1
+            if info == 31:
+                return _K_BREAK, None, pos + 1
+            raise CBORDecodeError(f"special type {info} not allowed")
+        # Every other major type starts with an unsigned argument.
+        if info < 24:
+            arg: int | None = info
+            start = pos + 1
+        elif info == 31:
+            if major != 2:
+                raise CBORDecodeError("indefinite length uint not allowed here")
+            arg = None
+            start = pos + 1
+        elif info >= 28:
+            raise CBORDecodeError(f"unsupported subtype on integer type: {info}")
+        else:
+            st = _ARG[info]
+            start = pos + 1 + st.size
+            if start > n:
+                raise _Incomplete(start - pos)
+            arg = st.unpack_from(buf, pos + 1)[0]
+        if major == 0:
+            return _K_VALUE, arg, start
+        if major == 1:
+            assert arg is not None
+            return _K_VALUE, -1 - arg, start
+        if major == 2:
+            if arg is None:
+                return _K_INDEF, None, start
+            self._check_length(arg, "bytestring length")
+            end = start + arg
+            if self._vbytes + (end - pos) > self.max_buffer:
+                raise CBORDecodeError(
+                    f"value larger than the buffer limit of {self.max_buffer} bytes"
+                )
+            if end > n:
+                raise _Incomplete(end - pos)
+            return _K_VALUE, buf[start:end], end
+        assert arg is not None
+        if major == 4:
+            self._check_length(arg, "array length")
+            return _K_ARRAY, arg, start
+        if major == 5:
+            self._check_length(arg, "map length")
+            return _K_MAP, arg, start
+        # major == 6: semantic tag
+        if arg != 258:
+            raise CBORDecodeError(f"semantic tag {arg} not allowed")
+        if start >= n:
+            raise _Incomplete(start - pos + 1)
+        try:
+            kind, count, end = self._item(buf, start)
+        except _Incomplete as inc:
+            raise _Incomplete(start - pos + inc.need) from None
+        if kind != _K_ARRAY:
+            raise CBORDecodeError("expected array after finite set semantic tag")
+        return _K_SET, count, end
+
+    def _check_length(self, length: int, what: str) -> None:
+        if length > self.max_length:
+            raise CBORDecodeError(f"{what} {length} exceeds the limit of {self.max_length}")
+
+
+# --------------------------------------------------------------------------- one-shot
+
+
+def loads_all(
+    data: bytes | bytearray | memoryview,
+    *,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_buffer: int = DEFAULT_MAX_BUFFER,
+) -> list[Any]:
+    """Decode every value in ``data``, which must end on a value boundary.
+
+    Like Mercurial's ``decodeall``: indefinite byte strings appear as their chunks.
+    """
+    dec = Decoder(max_length=max_length, max_depth=max_depth, max_buffer=max_buffer)
+    values = dec.feed(data)
+    dec.finish()
+    return values
+
+
+def loads(
+    data: bytes | bytearray | memoryview,
+    *,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_buffer: int = DEFAULT_MAX_BUFFER,
+) -> Any:
+    """Decode exactly one value that spans all of ``data``.
+
+    A top-level indefinite byte string is returned joined, as ``bytes``.
+    """
+    values = loads_all(data, max_length=max_length, max_depth=max_depth, max_buffer=max_buffer)
+    if not values:
+        raise CBORDecodeError(_NOT_COMPLETE)
+    first = values[0]
+    if isinstance(first, BytestringChunk):
+        # The input is well formed, so the string ends at the first chunk marked last.
+        ends = [i for i, v in enumerate(values) if isinstance(v, BytestringChunk) and v.last]
+        if ends != [len(values) - 1]:
+            raise CBORDecodeError(_NOT_CONSUMED)
+        return b"".join(v.data for v in values)
+    if len(values) != 1:
+        raise CBORDecodeError(_NOT_CONSUMED)
+    return first
