@@ -29,8 +29,10 @@ from pathlib import Path
 from types import FrameType as PyFrame
 from typing import Any
 
-from hgwire.errors import HgwireError
-from hgwire.wire import cbor, frames
+from hgwire.errors import CBORDecodeError, HgwireError
+from hgwire.wire import cbor, frames, streams
+from hgwire.wire.events import NoOp, ProtocolErrorEvent, RunCommand, SendFrames, WantFrame
+from hgwire.wire.server import ServerReactor
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT.parent / "shared" / "vectors"
@@ -88,6 +90,7 @@ def frame_seeds() -> list[bytes]:
     """Every frame and frame sequence in the vectors."""
     seeds = _unhex(_hexes(_load("frames.json"), ("frame_hex", "input_hex", "header_hex", "hex")))
     seeds += client_to_server_seeds() + server_to_client_seeds()
+    seeds += builder_client_seeds() + builder_server_seeds()
     return [s for s in dict.fromkeys(seeds) if s]
 
 
@@ -137,6 +140,54 @@ def server_to_client_seeds() -> list[bytes]:
     for case in _load("http_v2_exchange.json")["cases"]:
         if case["response"].get("frames"):
             seeds.append(bytes.fromhex(case["response"]["body_hex"]))
+    return seeds
+
+
+def builder_client_seeds() -> list[bytes]:
+    """Client byte streams made by hgwire's own frame builders."""
+    rng = random.Random(7)
+    seeds: list[bytes] = []
+    for i in range(24):
+        out = streams.OutputStream(1)
+        parts: list[bytes] = []
+        if i % 3:
+            encs = [b"zstd-8mb", b"zlib", b"identity"][: 1 + i % 3]
+            parts.append(frames.create_sender_protocol_settings_frame(out, 1, encs).to_bytes())
+        for rid in range(1, 2 + 2 * (i % 3), 2):
+            args = {b"key%d" % k: rng.randbytes(rng.randint(0, 30)) for k in range(i % 4)}
+            data = None if i % 2 else rng.randbytes(rng.choice([0, 5, 32768, 40000]))
+            if i % 5 == 0:
+                args[b"big"] = rng.randbytes(40000)
+            parts += [
+                f.to_bytes()
+                for f in frames.create_command_frames(out, rid, b"cmd%d" % i, args, data)
+            ]
+        seeds.append(b"".join(parts))
+    return seeds
+
+
+def builder_server_seeds() -> list[bytes]:
+    """Server byte streams made by hgwire's server reactor (all three encodings)."""
+    rng = random.Random(8)
+    seeds: list[bytes] = []
+    for i, enc in enumerate(["identity", "zlib", "zstd-8mb"] * 4):
+        reactor = ServerReactor()
+        reactor.client_encodings = [enc.encode()]
+        stream = reactor.output_stream()
+        parts: list[bytes] = []
+        for rid in (1, 3, 5)[: 1 + i % 3]:
+            reactor._active.add(rid)  # as if the request had been received
+            objs: list[Any] = [
+                {b"node": rng.randbytes(20), b"n": rng.randint(-5, 2**40)},
+                rng.randbytes(rng.choice([3, 100, 40000])),
+                [True, None, {b"a", b"b"}],
+            ]
+            if i % 4 == 3:
+                objs.append(cbor.IndefiniteBytes([b"ab", b"cde"]))
+            sent = reactor.on_command_response_objects(stream, rid, iter(objs))
+            assert isinstance(sent, SendFrames)
+            parts.append(sent.to_bytes())
+        seeds.append(b"".join(parts))
     return seeds
 
 
@@ -246,21 +297,74 @@ def run_frame_reader(data: bytes, rng: random.Random) -> None:
         raise InvariantError("eof() accepted a partial frame")
 
 
-def run_cbor(data: bytes, rng: random.Random) -> None:
-    """Decode at once and in fragments; both must agree."""
-    whole: list[Any] | None = None
-    whole_error: Exception | None = None
-    try:
-        whole = cbor.loads_all(data) if hasattr(cbor, "loads_all") else [cbor.loads(data)]
-    except HgwireError as e:
-        whole_error = e
+def _decode_pieces(pieces: list[bytes], fast: bool) -> tuple[list[Any], str | None]:
     decoder = cbor.Decoder()
-    streamed: list[Any] = []
+    decoder._fast = fast
+    values: list[Any] = []
+    try:
+        for piece in pieces:
+            values += decoder.feed(piece)
+        decoder.finish()
+    except HgwireError as e:
+        return values, type(e).__name__
+    return values, None
+
+
+def run_cbor(data: bytes, rng: random.Random) -> None:
+    """Decode at once and in fragments, with the fast and the exact engine: all agree.
+
+    Every decoded value must also survive an encode/decode round trip.
+    """
+    pieces = fragments(rng, data)
+    fast = _decode_pieces(pieces, True)
+    exact = _decode_pieces(pieces, False)
+    whole = _decode_pieces([data], rng.random() < 0.5)
+    if fast != exact or fast[1] != whole[1] or (fast[1] is None and fast != whole):
+        raise InvariantError(f"engines disagree: fast {fast!r} exact {exact!r} whole {whole!r}")
+    for value in fast[0]:
+        if not isinstance(value, cbor.BytestringChunk):
+            again = cbor.loads(cbor.dumps(value))
+            if again != value:
+                raise InvariantError(f"round trip changed {value!r} into {again!r}")
+    if fast[1] is not None:
+        raise CBORDecodeError(fast[1])
+
+
+def _check_output(data: bytes) -> None:
+    for f in frames.read_frames(data):
+        if f.stream_id % 2 or len(f.payload) > frames.DEFAULT_MAX_FRAME_SIZE:
+            raise InvariantError(f"server sent a bad frame: {f!r}")
+
+
+def run_server_reactor(data: bytes, rng: random.Random) -> None:
+    """Feed a server reactor client bytes; answer every command; check what it sends."""
+    reactor = ServerReactor(
+        defer_output=rng.random() < 0.5,
+        max_request_size=rng.choice([1 << 20, 100_000, 1000]),
+        max_in_flight=rng.choice([256, 2]),
+    )
+    stream = None
+    out: list[bytes] = []
+    errored = False
     for piece in fragments(rng, data):
-        streamed += decoder.feed(piece)
-    if whole is not None and hasattr(cbor, "loads_all") and streamed != whole:
-        raise InvariantError(f"streamed {streamed!r} != whole {whole!r}")
-    del whole_error
+        for event in reactor.receive_data(piece):
+            if isinstance(event, RunCommand):
+                if errored:
+                    raise InvariantError("command dispatched after a protocol error")
+                if stream is None:
+                    stream = reactor.output_stream()
+                objs = [event.command, event.args, event.data, b"x" * rng.choice([0, 40000])]
+                sent = reactor.on_command_response_objects(stream, event.request_id, objs)
+                if isinstance(sent, SendFrames):
+                    out.append(sent.to_bytes())
+            elif isinstance(event, ProtocolErrorEvent):
+                errored = True
+            elif not isinstance(event, WantFrame | NoOp | SendFrames):
+                raise InvariantError(f"unexpected event {event!r}")
+    final = reactor.on_input_eof()
+    if isinstance(final, SendFrames):
+        out.append(final.to_bytes())
+    _check_output(b"".join(out))
 
 
 def _big_frame_header() -> bytes:
@@ -284,6 +388,16 @@ TARGETS: dict[str, Target] = {
         "frame-reader", frame_seeds, run_frame_reader, [_big_frame_header(), b"\xff" * 8]
     ),
     "cbor-decoder": Target("cbor-decoder", cbor_seeds, run_cbor, BIG_CBOR),
+    "server-reactor": Target(
+        "server-reactor",
+        lambda: client_to_server_seeds() + builder_client_seeds(),
+        run_server_reactor,
+        [
+            _big_frame_header(),
+            b"\x0a\x00\x00\x01\x00\x01\x01\x11\xa1\x44name\x5a\x01\x00\x00\x00",
+            b"\x0a\x00\x00\x01\x00\x01\x01\x14\xa1\x44name\x5a\x01\x00\x00\x00",
+        ],
+    ),
 }
 
 
