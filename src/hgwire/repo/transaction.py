@@ -140,11 +140,30 @@ def _playback(
         except OSError:
             if not cache:
                 raise
+    _sweep_temporaries(opener, vfsmap, entries, backupentries)
     opener.unlink(journal + ".backupfiles")
     opener.unlink(journal)
     for vfs, b in restored:
         with contextlib.suppress(OSError):
             vfs.unlink(b)
+
+
+def _sweep_temporaries(
+    opener: VFS,
+    vfsmap: dict[str, VFS],
+    entries: list[tuple[bytes, int]],
+    backupentries: list[BackupEntry],
+) -> None:
+    """Delete atomic-write temporaries a killed writer left next to journaled files."""
+    targets = [(opener, f) for f, _ in entries]
+    targets += [(vfsmap.get(loc, opener), f) for loc, f, _b, _c in backupentries if f]
+    for vfs, f in targets:
+        path = vfs.join(f)
+        prefix = VFS.temp_prefix(path.name)
+        with contextlib.suppress(OSError):
+            for leftover in path.parent.iterdir():
+                if leftover.name.startswith(prefix):
+                    leftover.unlink()
 
 
 def rollback(
@@ -225,11 +244,14 @@ class Transaction:
         self.hookargs: dict[bytes, Any] = {}
         self._any_pending = False
         opener.makedirs("")
-        self._file = opener(journal, "wb")
+        # The backup listing is truncated before the journal exists: the journal marks a
+        # transaction, and a listing a killed commit left behind must never be read as
+        # this transaction's (it would restore stale backups).
         self._backupname = journal + ".backupfiles"
         self._backupsfile = opener(self._backupname, "wb")
         self._backupsfile.write(b"%d\n" % VERSION)
         self._backupsfile.flush()
+        self._file = opener(journal, "wb")
 
     def __repr__(self) -> str:
         name = b"/".join(self._names).decode("utf-8", "replace")
@@ -455,7 +477,8 @@ class Transaction:
                 except OSError:
                     shutil.copyfile(vfs.join(b), vfs.join(u))
             lines.append(b"%s\0%s\0%s\0%d\n" % (loc.encode(), f, u, c))
-        self._opener.atomic_write(self._undo + ".backupfiles", b"".join(lines))
+        with self._opener(self._undo + ".backupfiles", "wb") as fh:
+            fh.write(b"".join(lines))
         for vfs, src in self._journal_files:
             dest = self._undoname(src)
             vfs.unlink(dest)

@@ -55,11 +55,19 @@ class VFS:
         except FileNotFoundError:
             return b""
 
+    @staticmethod
+    def temp_prefix(name: str) -> str:
+        """Prefix of the temporary files :meth:`atomic_write` makes for file ``name``.
+
+        Mercurial's atomic-temp files use the same prefix; a rollback sweeps them.
+        """
+        return f".{name}-"
+
     def atomic_write(self, path: str | bytes, data: bytes) -> None:
         """Replace ``path`` with ``data`` so readers see the old or the new file, never half."""
         full = self.join(path)
         full.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{full.name}-", dir=full.parent)
+        fd, tmp = tempfile.mkstemp(prefix=self.temp_prefix(full.name), dir=full.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
