@@ -18,7 +18,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -51,7 +51,7 @@ def write(root: Path, count: int, tag: int) -> None:
 class Instrument:
     """Counts the writer's file-system steps; optionally dies at step ``crash_at``."""
 
-    TARGETS: list[tuple[Any, str]] = [
+    TARGETS: ClassVar[list[tuple[Any, str]]] = [
         (transaction.Transaction, "add"),
         (transaction.Transaction, "addbackup"),
         (vfs.VFS, "__call__"),
