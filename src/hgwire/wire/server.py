@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from hgwire.errors import CommandError, FrameError, HgwireError
+from hgwire.errors import CBOREncodeError, CommandError, FrameError, HgwireError
 from hgwire.wire import cbor, streams
 from hgwire.wire.events import (
     CommandData,
@@ -781,9 +781,11 @@ class ServerReactor:
                             )
                         emitted = True
                     if isinstance(obj, EncodedResponse):
-                        yield from emitter.send((obj.data,))
+                        yield from emitter.send_chunks([obj.data])
+                    elif isinstance(obj, cbor.IndefiniteBytes):
+                        yield from emitter.send_chunks(_indefinite_chunks(obj))
                     else:
-                        yield from emitter.send(cbor.iter_encode(obj))
+                        yield from emitter.send_object(obj)
                 except Exception as e:
                     yield self._error_frame(stream, rid, _exc_bytes(e))
                     return
@@ -816,12 +818,131 @@ def _eos_frames(stream: ServerOutputStream, rid: int, maxsize: int) -> Iterator[
         yield stream.make_frame(rid, FrameType.COMMAND_RESPONSE, flags, chunk, encoded=True)
 
 
+# --- CBOR chunks at Mercurial's granularity ----------------------------------------------------
+
+_HEADS: list[list[bytes]] = [
+    [bytes([(major << 5) | n]) if n < 24 else bytes([(major << 5) | 24, n]) for n in range(256)]
+    for major in range(8)
+]
+_BYTESLIKE = (bytes, bytearray, memoryview)
+
+
+def _head(major: int, n: int) -> bytes:
+    if n < 256:
+        return _HEADS[major][n]
+    return _long_head(major, n)
+
+
+def _long_head(major: int, n: int) -> bytes:
+    mt = major << 5
+    if n < 0x10000:
+        return bytes((mt | 25,)) + n.to_bytes(2, "big")
+    if n < 0x100000000:
+        return bytes((mt | 26,)) + n.to_bytes(4, "big")
+    if n < 0x10000000000000000:
+        return bytes((mt | 27,)) + n.to_bytes(8, "big")
+    raise CBOREncodeError("big integers not supported")
+
+
+def _sorted(keys: Iterable[Any]) -> list[Any]:
+    keys = list(keys)
+    try:
+        if len(set(map(type, keys))) <= 1:
+            return sorted(keys)
+        return sorted(keys, key=lambda v: (type(v).__name__, v))
+    except TypeError as exc:
+        raise CBOREncodeError(f"cannot order map keys or set members: {exc}") from None
+
+
+def _chunks(obj: Any, out: list[bytes | memoryview]) -> None:
+    """Append ``obj``'s CBOR in the pieces Mercurial's ``streamencode`` yields.
+
+    Every item head is its own piece and byte string bodies are separate pieces (not
+    copied); 6.0's frame boundaries (spec §3.3) depend on these piece boundaries.
+    """
+    t = type(obj)
+    if t is bytes:
+        n = len(obj)
+        out.append(_HEADS[2][n] if n < 256 else _long_head(2, n))
+        if n:
+            out.append(obj)
+    elif t is int:
+        if 0 <= obj < 256:
+            out.append(_HEADS[0][obj])
+        elif -256 <= obj < 0:
+            out.append(_HEADS[1][-1 - obj])
+        elif obj >= 0:
+            out.append(_long_head(0, obj))
+        else:
+            out.append(_long_head(1, -1 - obj))
+    elif t is dict:
+        n = len(obj)
+        out.append(_HEADS[5][n] if n < 256 else _long_head(5, n))
+        for k in obj if n == 1 else _sorted(obj):
+            _chunks(k, out)
+            _chunks(obj[k], out)
+    elif t is list or t is tuple:
+        n = len(obj)
+        out.append(_HEADS[4][n] if n < 256 else _long_head(4, n))
+        for v in obj:
+            _chunks(v, out)
+    elif obj is None:
+        out.append(b"\xf6")
+    elif obj is True:
+        out.append(b"\xf5")
+    elif obj is False:
+        out.append(b"\xf4")
+    elif t is set or t is frozenset:
+        out.append(b"\xd9\x01\x02")
+        n = len(obj)
+        out.append(_HEADS[4][n] if n < 256 else _long_head(4, n))
+        for v in _sorted(obj):
+            _chunks(v, out)
+    elif isinstance(obj, cbor.IndefiniteBytes):
+        raise CBOREncodeError(
+            "indefinite length byte strings can only be encoded as top-level values"
+        )
+    elif isinstance(obj, bool):  # pragma: no cover - bool cannot be subclassed
+        out.append(b"\xf5" if obj else b"\xf4")
+    elif isinstance(obj, _BYTESLIKE):
+        view = memoryview(obj).cast("B")
+        out.append(_head(2, len(view)))
+        if len(view):
+            out.append(view)
+    elif isinstance(obj, int):
+        _chunks(int(obj), out)
+    elif isinstance(obj, list | tuple):
+        _chunks(list(obj), out)
+    elif isinstance(obj, dict):
+        _chunks(dict(obj), out)
+    elif isinstance(obj, set | frozenset):
+        _chunks(set(obj), out)
+    else:
+        out.append(cbor.dumps(obj))  # raises CBOREncodeError for what CBOR cannot hold
+
+
+def _indefinite_chunks(value: cbor.IndefiniteBytes) -> Iterator[bytes | memoryview]:
+    """An indefinite byte string as Mercurial streams it: ``5f``, head+chunk..., ``ff``."""
+    yield b"\x5f"
+    for chunk in value.chunks:
+        if not isinstance(chunk, _BYTESLIKE):
+            raise CBOREncodeError("indefinite byte string chunks must be bytes")
+        piece = chunk if isinstance(chunk, bytes) else memoryview(chunk).cast("B")
+        n = len(piece)
+        yield _head(2, n)
+        if n:
+            yield piece
+    yield b"\xff"
+
+
 class _Emitter:
-    """Coalesces encoded chunks into frames by 6.0's buffering rules (spec §3.3).
+    """Coalesces response chunks into frames by 6.0's buffering rules (spec §3.3).
 
     Chunks larger than a frame are sliced with memoryviews (no copies); small chunks are
-    buffered while the total stays below the maximum. Compressing encoders get raw input
-    in batches of about a frame, so the encoder is called once per batch, not per chunk.
+    buffered while the total stays below the maximum. An object whose pieces all fit in
+    the current frame is buffered in one step; only an object crossing a frame boundary
+    is walked piece by piece. Compressing encoders get raw input in batches of about a
+    frame (one encoder call per batch, not per piece).
     """
 
     __slots__ = ("_buf", "_maxsize", "_pending", "_pending_size", "_rid", "_size", "_stream")
@@ -844,8 +965,28 @@ class _Emitter:
             encoded=True,
         )
 
-    def send(self, chunks: Iterable[bytes | memoryview]) -> Iterator[Frame]:
-        """Frames completed by ``chunks`` (raw, not yet encoded)."""
+    def send_object(self, obj: Any) -> Iterator[Frame]:
+        """Frames completed by one CBOR value."""
+        pieces: list[bytes | memoryview] = []
+        _chunks(obj, pieces)
+        total = sum(map(len, pieces))
+        if self._stream.identity:
+            if total + self._size < self._maxsize:
+                self._buf.extend(pieces)
+                self._size += total
+                return
+            yield from self._emit(pieces)
+            return
+        if total < _COMPRESS_BATCH:
+            self._pending.extend(pieces)
+            self._pending_size += total
+            if self._pending_size >= _COMPRESS_BATCH:
+                yield from self._emit_encoded(self._take_pending())
+            return
+        yield from self.send_chunks(pieces)
+
+    def send_chunks(self, chunks: Iterable[bytes | memoryview]) -> Iterator[Frame]:
+        """Frames completed by raw (not yet encoded) chunks."""
         if self._stream.identity:
             yield from self._emit(chunks)
             return
@@ -876,18 +1017,17 @@ class _Emitter:
     def _emit(self, chunks: Iterable[bytes | memoryview]) -> Iterator[Frame]:
         maxsize = self._maxsize
         buf = self._buf
-        size = self._size
         make = self._frame
         for d in chunks:
             n = len(d)
             if not n:
                 continue
+            size = self._size
             if n > maxsize:
                 if size:
-                    self._size = 0
                     payload = b"".join(buf)
                     buf.clear()
-                    size = 0
+                    self._size = 0
                     yield make(payload)
                 view = memoryview(d)
                 for offset in range(0, n, maxsize):
@@ -895,18 +1035,14 @@ class _Emitter:
                 continue
             if n + size < maxsize:
                 buf.append(d)
-                size += n
-                self._size = size
+                self._size = size + n
                 continue
             payload = b"".join(buf)
             buf.clear()
             buf.append(d)
-            had = size
-            size = n
-            self._size = size
-            if had:
+            self._size = n
+            if size:
                 yield make(payload)
-        self._size = size
 
     def finish(self) -> Iterator[Frame]:
         """Encode what is pending and flush the buffer as one frame."""
