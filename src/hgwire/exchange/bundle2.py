@@ -1,0 +1,856 @@
+"""Bundle2 (``HG20``) streams: encoder, streaming decoder, capabilities, payload codecs.
+
+Spec storage §9: stream header and parameters (§9.1), parts (§9.2), body compression
+(§9.4), the capabilities blob (§9.5) and the part payload encodings of the catalogue
+(§9.6). Legacy ``HG10`` bundle files (§11) are recognised by :func:`readbundle`.
+
+Everything here is transport-free: encoders return iterators of bytes, decoders read
+from any object with ``read(n)``.
+"""
+
+from __future__ import annotations
+
+import bz2
+import re
+import struct
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import quote, unquote_to_bytes
+
+from hgwire.errors import AbortError, BundleError, BundleUnknownFeatureError
+from hgwire.exchange.changegroup import Readable, readexactly
+
+MAGIC = b"HG20"
+#: Payload chunk size Mercurial uses for generated payloads (§9.2).
+PREFERRED_CHUNK = 32768
+#: Chunk size marking an interrupt (an out-of-band part follows, §9.2).
+FLAG_INTERRUPT = -1
+
+_I32 = struct.Struct(">i")
+_U32 = struct.Struct(">I")
+_PARTTYPE_FORBIDDEN = re.compile(rb"[^a-zA-Z0-9_:-]")
+
+WDIRID = b"\xff" * 20
+NULLID = b"\0" * 20
+
+
+# ---------------------------------------------------------------------------------------
+# Errors carried in bundle2 replies
+
+
+class RemoteAbortError(AbortError):
+    """An ``error:abort`` part (or a local abort to be sent as one): message and hint."""
+
+    def __init__(self, message: bytes, hint: bytes | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        text = message.decode("utf-8", "replace")
+        if hint:
+            text += f" ({hint.decode('utf-8', 'replace')})"
+        super().__init__(text)
+
+
+class PushRacedError(AbortError):
+    """The repository changed while a push was prepared (``error:pushraced``, §9.8)."""
+
+    def __init__(self, message: bytes = b"remote repository changed while pushing") -> None:
+        self.message = message
+        super().__init__(message.decode("utf-8", "replace"))
+
+
+class PushkeyFailedError(AbortError):
+    """A mandatory ``pushkey`` part failed (``error:pushkey``)."""
+
+    def __init__(self, partid: bytes, **fields: bytes) -> None:
+        self.partid = partid
+        self.fields = fields
+        super().__init__(f"failed to update value for {fields!r} (part {partid.decode()})")
+
+
+# ---------------------------------------------------------------------------------------
+# Compression engines of the bundle body (§9.4) and of HG10 files (§11)
+
+_COMPRESSIONS = (b"UN", b"GZ", b"BZ", b"ZS")
+
+
+class _Decompressor(Protocol):
+    @property
+    def eof(self) -> bool: ...
+
+    @property
+    def unused_data(self) -> bytes: ...
+
+    def decompress(self, data: bytes) -> bytes: ...
+
+
+def _decompressor(engine: bytes) -> Callable[[], _Decompressor]:
+    if engine == b"GZ":
+        return zlib.decompressobj
+    if engine == b"BZ":
+        return bz2.BZ2Decompressor
+    if engine == b"ZS":
+        import zstandard
+
+        dctx = zstandard.ZstdDecompressor()
+        return lambda: dctx.decompressobj()
+    raise BundleUnknownFeatureError(params=(b"Compression",))
+
+
+class DecompressingReader:
+    """A ``read(n)`` view of ``fh`` decompressed with ``engine`` (``GZ``, ``BZ``, ``ZS``).
+
+    Concatenated streams/frames are read through; ``max_size`` bounds the decompressed
+    total (a :class:`BundleError` beyond it).
+    """
+
+    def __init__(
+        self, fh: Readable, engine: bytes, max_size: int | None = None, prefix: bytes = b""
+    ) -> None:
+        self._fh = fh
+        self._factory = _decompressor(engine)
+        self._d = self._factory()
+        self._buf = bytearray()
+        self._pending = prefix
+        self._eof = False
+        self._total = 0
+        self._max = max_size
+        self._fed = False
+        self.engine = engine
+
+    def _fill(self, want: int) -> None:
+        while len(self._buf) < want and not self._eof:
+            data = self._pending or self._fh.read(65536)
+            self._pending = b""
+            if not data:
+                if self._fed:
+                    raise BundleError(
+                        f"compressed bundle stream ({self.engine.decode()}) truncated"
+                    )
+                self._eof = True
+                break
+            self._fed = True
+            try:
+                out = self._d.decompress(data)
+            except Exception as exc:  # zlib.error, OSError, zstd.ZstdError
+                raise BundleError(
+                    f"invalid {self.engine.decode()} compressed bundle data: {exc}"
+                ) from exc
+            self._total += len(out)
+            if self._max is not None and self._total > self._max:
+                raise BundleError(f"decompressed bundle exceeds {self._max} bytes")
+            self._buf += out
+            if self._d.eof:
+                # a complete stream/frame: another one may follow
+                self._pending = self._d.unused_data
+                self._d = self._factory()
+                self._fed = False
+
+    def read(self, n: int = -1, /) -> bytes:
+        if n < 0:
+            while not self._eof:
+                self._fill(len(self._buf) + 65536)
+            out = bytes(self._buf)
+            self._buf.clear()
+            return out
+        self._fill(n)
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+
+def compresschunks(
+    chunks: Iterable[bytes], engine: bytes | None, level: int = -1
+) -> Iterator[bytes]:
+    """``chunks`` compressed as one stream with ``engine`` (``None``/``UN``: unchanged)."""
+    if engine in (None, b"UN"):
+        yield from chunks
+        return
+    comp: Any
+    if engine == b"GZ":
+        comp = zlib.compressobj(level if level >= 0 else 6)
+    elif engine == b"BZ":
+        comp = bz2.BZ2Compressor(level if level > 0 else 9)
+    elif engine == b"ZS":
+        import zstandard
+
+        comp = zstandard.ZstdCompressor(level=level if level > 0 else 3).compressobj()
+    else:
+        raise BundleError(f"unknown bundle compression {engine!r}")
+    for c in chunks:
+        out = comp.compress(c)
+        if out:
+            yield out
+    tail = comp.flush()
+    if tail:
+        yield tail
+
+
+# ---------------------------------------------------------------------------------------
+# URL quoting, capabilities blob (§9.5), stream parameters (§9.1)
+
+
+def urlquote(value: bytes) -> bytes:
+    """Percent-encode like Mercurial's ``urlreq.quote`` (``/`` stays as is)."""
+    return quote(value, safe="/").encode("ascii")
+
+
+def urlunquote(value: bytes) -> bytes:
+    """Undo :func:`urlquote` (and any other percent-encoding)."""
+    return unquote_to_bytes(value)
+
+
+Capabilities = dict[bytes, list[bytes]]
+
+
+def encodecaps(caps: Mapping[bytes, Iterable[bytes]]) -> bytes:
+    """The capabilities blob: sorted lines ``name`` or ``name=v1,v2``, URL-quoted."""
+    lines = []
+    for name in sorted(caps):
+        vals = [urlquote(v) for v in caps[name]]
+        line = urlquote(name)
+        if vals:
+            line += b"=" + b",".join(vals)
+        lines.append(line)
+    return b"\n".join(lines)
+
+
+def decodecaps(blob: bytes) -> Capabilities:
+    """Parse a capabilities blob (empty lines ignored; no ``=`` means no values)."""
+    caps: Capabilities = {}
+    for line in blob.splitlines():
+        if not line:
+            continue
+        if b"=" in line:
+            key, vals = line.split(b"=", 1)
+            caps[urlunquote(key)] = [urlunquote(v) for v in vals.split(b",")]
+        else:
+            caps[urlunquote(line)] = []
+    return caps
+
+
+def encodestreamparams(params: Sequence[tuple[bytes, bytes | None]]) -> bytes:
+    """The stream parameter blob: space-separated ``name`` or ``name=value``, quoted."""
+    out = []
+    for name, value in params:
+        if not name or not name[:1].isalpha():
+            raise BundleError(f"invalid bundle2 stream parameter name {name!r}")
+        item = urlquote(name)
+        if value is not None:
+            item += b"=" + urlquote(value)
+        out.append(item)
+    return b" ".join(out)
+
+
+def decodestreamparams(blob: bytes) -> list[tuple[bytes, bytes | None]]:
+    """Parse a stream parameter blob into ``(name, value or None)`` pairs."""
+    out: list[tuple[bytes, bytes | None]] = []
+    if not blob:
+        return out
+    for item in blob.split(b" "):
+        if b"=" in item:
+            name, value = item.split(b"=", 1)
+            out.append((urlunquote(name), urlunquote(value)))
+        else:
+            out.append((urlunquote(item), None))
+    for name, _ in out:
+        if not name:
+            raise BundleError("empty bundle2 stream parameter name")
+        if not (name[:1].isalpha() and name[:1].isascii()):
+            raise BundleError(f"bundle2 stream parameter {name!r} must start with a letter")
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Encoder (§9.1, §9.2)
+
+
+Payload = bytes | Iterable[bytes]
+
+
+@dataclass
+class Part:
+    """An outgoing part. ``mandatory`` parts are written upper-case, advisory lower-case.
+
+    ``data`` is bytes (one payload chunk) or an iterable of bytes (re-chunked into
+    :data:`PREFERRED_CHUNK`-sized chunks, streamed).
+    """
+
+    type: bytes
+    mandatoryparams: list[tuple[bytes, bytes]] = field(default_factory=list)
+    advisoryparams: list[tuple[bytes, bytes]] = field(default_factory=list)
+    data: Payload = b""
+    mandatory: bool = True
+    id: int | None = None
+
+    def __post_init__(self) -> None:
+        validateparttype(self.type)
+        seen: set[bytes] = set()
+        for k, _v in (*self.mandatoryparams, *self.advisoryparams):
+            if k in seen:
+                raise BundleError(f"duplicated parameter {k!r} in part {self.type!r}")
+            seen.add(k)
+
+    def addparam(self, name: bytes, value: bytes = b"", mandatory: bool = True) -> None:
+        """Add a parameter (names unique within the part)."""
+        if any(k == name for k, _ in (*self.mandatoryparams, *self.advisoryparams)):
+            raise BundleError(f"duplicated parameter {name!r} in part {self.type!r}")
+        (self.mandatoryparams if mandatory else self.advisoryparams).append((name, value))
+
+    def header(self, partid: int) -> bytes:
+        """The part header (without its size prefix)."""
+        ptype = self.type.upper() if self.mandatory else self.type.lower()
+        params = [*self.mandatoryparams, *self.advisoryparams]
+        if len(self.mandatoryparams) > 255 or len(self.advisoryparams) > 255:
+            raise BundleError(f"too many parameters in part {self.type!r}")
+        out = [struct.pack(">B", len(ptype)), ptype, _U32.pack(partid)]
+        out.append(struct.pack(">BB", len(self.mandatoryparams), len(self.advisoryparams)))
+        for k, v in params:
+            if len(k) > 255 or len(v) > 255:
+                raise BundleError(f"parameter {k[:40]!r} of part {self.type!r} too long")
+            out.append(struct.pack(">BB", len(k), len(v)))
+        for k, v in params:
+            out.append(k)
+            out.append(v)
+        return b"".join(out)
+
+    def payloadchunks(self) -> Iterator[bytes]:
+        """The payload as chunks (no framing)."""
+        data = self.data
+        if isinstance(data, bytes | bytearray | memoryview):
+            if data:
+                yield bytes(data)
+            return
+        buf = bytearray()
+        for piece in data:
+            if not piece:
+                continue
+            buf += piece
+            while len(buf) >= PREFERRED_CHUNK:
+                yield bytes(buf[:PREFERRED_CHUNK])
+                del buf[:PREFERRED_CHUNK]
+        if buf:
+            yield bytes(buf)
+
+    def getchunks(self, partid: int) -> Iterator[bytes]:
+        """The framed part. If the payload generator raises, an interrupt carrying an
+        ``error:abort`` part is emitted and the payload closed before re-raising (§9.2).
+        """
+        header = self.header(partid)
+        yield _I32.pack(len(header))
+        yield header
+        try:
+            for c in self.payloadchunks():
+                yield _I32.pack(len(c))
+                yield c
+        except GeneratorExit:
+            raise
+        except Exception as exc:
+            msg = b"unexpected error: " + str(exc).encode("utf-8", "replace")
+            inter = Part(b"error:abort", [(b"message", msg[:255])], mandatory=False)
+            yield _I32.pack(FLAG_INTERRUPT)
+            yield from inter.getchunks(0)
+            yield _I32.pack(0)
+            raise
+        yield _I32.pack(0)
+
+
+def validateparttype(parttype: bytes) -> None:
+    """Refuse part types outside ``[a-zA-Z0-9_:-]`` (or empty, or over 255 bytes)."""
+    if not parttype or len(parttype) > 255 or _PARTTYPE_FORBIDDEN.search(parttype):
+        raise BundleError(f"invalid bundle2 part type {parttype!r}")
+
+
+class Bundler:
+    """Collects parts and encodes an ``HG20`` stream (ids 0, 1, 2, ... in order).
+
+    ``compression`` (``GZ``/``BZ``/``ZS``) adds the ``Compression`` stream parameter and
+    compresses the body (§9.4); ``UN`` writes the parameter without compressing.
+    """
+
+    def __init__(
+        self,
+        params: Sequence[tuple[bytes, bytes | None]] = (),
+        compression: bytes | None = None,
+        capabilities: Mapping[bytes, Sequence[bytes]] | None = None,
+    ) -> None:
+        self.params: list[tuple[bytes, bytes | None]] = list(params)
+        self.compression = compression
+        if compression is not None:
+            if compression not in _COMPRESSIONS:
+                raise BundleError(f"unknown bundle compression {compression!r}")
+            self.params.append((b"Compression", compression))
+        self.capabilities: dict[bytes, Sequence[bytes]] = dict(capabilities or {})
+        self.parts: list[Part] = []
+
+    def addpart(self, part: Part) -> Part:
+        part.id = len(self.parts)
+        self.parts.append(part)
+        return part
+
+    def newpart(
+        self,
+        parttype: bytes,
+        mandatoryparams: Sequence[tuple[bytes, bytes]] = (),
+        advisoryparams: Sequence[tuple[bytes, bytes]] = (),
+        data: Payload = b"",
+        mandatory: bool = True,
+    ) -> Part:
+        return self.addpart(
+            Part(parttype, list(mandatoryparams), list(advisoryparams), data, mandatory)
+        )
+
+    @property
+    def nbparts(self) -> int:
+        return len(self.parts)
+
+    def getchunks(self) -> Iterator[bytes]:
+        """The whole stream as chunks (parts are encoded lazily, in order)."""
+        blob = encodestreamparams(self.params)
+        yield MAGIC + _I32.pack(len(blob)) + blob
+        yield from compresschunks(self._body(), self.compression)
+
+    def _body(self) -> Iterator[bytes]:
+        for i, part in enumerate(self.parts):
+            yield from part.getchunks(i if part.id is None else part.id)
+        yield _I32.pack(0)
+
+    def tobytes(self) -> bytes:
+        return b"".join(self.getchunks())
+
+
+# ---------------------------------------------------------------------------------------
+# Decoder (§9.1, §9.2)
+
+
+class UnbundlePart:
+    """An incoming part: ``type`` (lower-case), ``mandatory``, ``id``, parameters and a
+    streaming payload (``read(n)``, iteration over chunks, :meth:`consume`).
+    """
+
+    def __init__(
+        self,
+        header: bytes,
+        fh: Readable,
+        on_interrupt: Callable[[UnbundlePart], None] | None = None,
+    ) -> None:
+        self._fh = fh
+        self._on_interrupt = on_interrupt
+        pos = 0
+
+        def take(n: int) -> bytes:
+            nonlocal pos
+            if pos + n > len(header):
+                raise BundleError("bundle2 part header truncated")
+            out = header[pos : pos + n]
+            pos += n
+            return out
+
+        typesize = take(1)[0]
+        rawtype = take(typesize)
+        try:
+            validateparttype(rawtype)
+        except BundleError:
+            raise BundleError(f"invalid bundle2 part type {rawtype!r}") from None
+        self.mandatory = rawtype != rawtype.lower()
+        self.type = rawtype.lower()
+        self.id: int = _U32.unpack(take(4))[0]
+        mancount, advcount = take(1)[0], take(1)[0]
+        sizes = take(2 * (mancount + advcount))
+        values = []
+        for i in range(mancount + advcount):
+            k = take(sizes[2 * i])
+            v = take(sizes[2 * i + 1])
+            values.append((k, v))
+        if pos != len(header):
+            raise BundleError(f"bundle2 part header of {self.type!r} has trailing bytes")
+        self.mandatoryparams: list[tuple[bytes, bytes]] = values[:mancount]
+        self.advisoryparams: list[tuple[bytes, bytes]] = values[mancount:]
+        self.params: dict[bytes, bytes] = dict(values)
+        if len(self.params) != len(values):
+            raise BundleError(f"duplicated parameter in bundle2 part {self.type!r}")
+        self._chunks = self._payloadchunks()
+        self._buf = b""
+        self._bufpos = 0
+        self.consumed = False
+
+    @property
+    def mandatorykeys(self) -> frozenset[bytes]:
+        return frozenset(k for k, _ in self.mandatoryparams)
+
+    def _payloadchunks(self) -> Iterator[bytes]:
+        fh = self._fh
+        while True:
+            size = _I32.unpack(readexactly(fh, 4))[0]
+            if size == 0:
+                break
+            if size > 0:
+                yield readexactly(fh, size)
+            elif size == FLAG_INTERRUPT:
+                self._interrupt()
+            else:
+                raise BundleError(f"negative payload chunk size: {size}")
+        self.consumed = True
+
+    def _interrupt(self) -> None:
+        size = _I32.unpack(readexactly(self._fh, 4))[0]
+        if size == 0:
+            return
+        if size < 0:
+            raise BundleError(f"negative part header size: {size}")
+        inner = UnbundlePart(readexactly(self._fh, size), self._fh)
+        try:
+            if self._on_interrupt is not None:
+                self._on_interrupt(inner)
+            else:
+                default_interrupt(inner)
+        finally:
+            inner.consume()
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._bufpos < len(self._buf):
+            rest = self._buf[self._bufpos :]
+            self._buf, self._bufpos = b"", 0
+            yield rest
+        yield from self._chunks
+
+    def read(self, n: int = -1, /) -> bytes:
+        """Up to ``n`` payload bytes (all remaining when ``n`` < 0)."""
+        if n < 0:
+            return b"".join(self)
+        out = []
+        want = n
+        while want > 0:
+            if self._bufpos >= len(self._buf):
+                nxt = next(self._chunks, None)
+                if nxt is None:
+                    break
+                self._buf, self._bufpos = nxt, 0
+            piece = self._buf[self._bufpos : self._bufpos + want]
+            self._bufpos += len(piece)
+            want -= len(piece)
+            out.append(piece)
+        return b"".join(out)
+
+    def consume(self) -> None:
+        """Skip the rest of the payload (needed before the next part can be read)."""
+        self._buf, self._bufpos = b"", 0
+        for _ in self._chunks:
+            pass
+
+    def __repr__(self) -> str:
+        return f"<UnbundlePart {self.type!r} id={self.id} params={self.params!r}>"
+
+
+def default_interrupt(part: UnbundlePart) -> None:
+    """What an out-of-band part does by default: ``error:abort`` raises, others are read."""
+    if part.type == b"error:abort":
+        raise RemoteAbortError(part.params.get(b"message", b""), part.params.get(b"hint"))
+    if part.mandatory:
+        raise BundleUnknownFeatureError(parttype=part.type)
+
+
+#: Stream parameters this decoder understands (lower-case names).
+KNOWN_STREAM_PARAMS = frozenset({b"compression"})
+
+
+class Unbundler:
+    """Reads an ``HG20`` stream from ``fh`` (the 4-byte magic may already be consumed:
+    pass ``magic_read=True``). Unknown mandatory stream parameters, unknown compression
+    and bad headers raise :mod:`hgwire.errors` bundle errors.
+    """
+
+    def __init__(
+        self,
+        fh: Readable,
+        *,
+        magic_read: bool = False,
+        max_decompressed: int | None = None,
+        on_interrupt: Callable[[UnbundlePart], None] | None = None,
+    ) -> None:
+        if not magic_read:
+            magic = readexactly(fh, 4)
+            if magic != MAGIC:
+                raise BundleError(f"not a bundle2 stream (magic {magic!r})")
+        size = _I32.unpack(readexactly(fh, 4))[0]
+        if size < 0:
+            raise BundleError(f"negative bundle param size: {size}")
+        self.params = decodestreamparams(readexactly(fh, size) if size else b"")
+        self.compression: bytes | None = None
+        for name, value in self.params:
+            if name.lower() not in KNOWN_STREAM_PARAMS:
+                if name[:1].isupper():
+                    raise BundleUnknownFeatureError(params=(name,))
+                continue
+            if value not in _COMPRESSIONS:
+                raise BundleUnknownFeatureError(params=(b"Compression",))
+            self.compression = value
+        self._fh: Readable = fh
+        if self.compression not in (None, b"UN"):
+            assert self.compression is not None
+            self._fh = DecompressingReader(fh, self.compression, max_decompressed)
+        self._on_interrupt = on_interrupt
+        self._current: UnbundlePart | None = None
+        self._done = False
+
+    def _readpartheader(self) -> bytes | None:
+        size = _I32.unpack(readexactly(self._fh, 4))[0]
+        if size < 0:
+            raise BundleError(f"negative part header size: {size}")
+        if size == 0:
+            return None
+        return readexactly(self._fh, size)
+
+    def iterparts(self) -> Iterator[UnbundlePart]:
+        """Each part in order; a part's unread payload is skipped when moving on."""
+        while not self._done:
+            if self._current is not None:
+                self._current.consume()
+                self._current = None
+            header = self._readpartheader()
+            if header is None:
+                self._done = True
+                return
+            part = UnbundlePart(header, self._fh, self._on_interrupt)
+            self._current = part
+            yield part
+        if self._current is not None:
+            self._current.consume()
+            self._current = None
+
+    def __iter__(self) -> Iterator[UnbundlePart]:
+        return self.iterparts()
+
+
+def forwardchunks(fh: Readable) -> Iterator[bytes]:
+    """Copy exactly one bundle2 stream from ``fh`` (uncompressed body), chunk by chunk.
+
+    For transports (SSH ``getbundle``) where only parsing tells where the reply ends.
+    """
+    magic = readexactly(fh, 4)
+    if magic != MAGIC:
+        raise BundleError(f"not a bundle2 stream (magic {magic!r})")
+    size = _I32.unpack(readexactly(fh, 4))[0]
+    if size < 0:
+        raise BundleError(f"negative bundle param size: {size}")
+    blob = readexactly(fh, size) if size else b""
+    if any(
+        name.lower() == b"compression" and v not in (None, b"UN")
+        for name, v in decodestreamparams(blob)
+    ):
+        raise BundleError("cannot forward a compressed bundle2 stream")
+    yield magic + _I32.pack(size) + blob
+    while True:
+        raw = readexactly(fh, 4)
+        yield raw
+        hsize = _I32.unpack(raw)[0]
+        if hsize < 0:
+            raise BundleError(f"negative part header size: {hsize}")
+        if hsize == 0:
+            return
+        yield readexactly(fh, hsize)
+        yield from _forwardpayload(fh)
+
+
+def _forwardpayload(fh: Readable) -> Iterator[bytes]:
+    while True:
+        raw = readexactly(fh, 4)
+        yield raw
+        size = _I32.unpack(raw)[0]
+        if size == 0:
+            return
+        if size > 0:
+            yield readexactly(fh, size)
+        elif size == FLAG_INTERRUPT:
+            raw = readexactly(fh, 4)
+            yield raw
+            hsize = _I32.unpack(raw)[0]
+            if hsize < 0:
+                raise BundleError(f"negative part header size: {hsize}")
+            if hsize > 0:
+                yield readexactly(fh, hsize)
+                yield from _forwardpayload(fh)
+        else:
+            raise BundleError(f"negative payload chunk size: {size}")
+
+
+# ---------------------------------------------------------------------------------------
+# Part payload encodings (§9.6)
+
+_PHASE_ENTRY = struct.Struct(">i20s")
+_BOOK_ENTRY = struct.Struct(">20sH")
+PHASE_NAMES = (b"public", b"draft", b"secret")
+
+
+def encodephaseheads(headsbyphase: Mapping[int, Iterable[bytes]]) -> bytes:
+    """Binary phase heads: ``>i20s`` per (phase, node), phases ascending, nodes sorted."""
+    out = []
+    for phase in sorted(headsbyphase):
+        for node in sorted(headsbyphase[phase]):
+            out.append(_PHASE_ENTRY.pack(phase, node))
+    return b"".join(out)
+
+
+def decodephaseheads(data: bytes) -> dict[int, list[bytes]]:
+    """Parse binary phase heads into ``{phase: [node, ...]}`` (phases 0..2 present)."""
+    if len(data) % _PHASE_ENTRY.size:
+        raise BundleError(f"bad phase-heads payload length {len(data)}")
+    out: dict[int, list[bytes]] = {0: [], 1: [], 2: []}
+    for phase, node in _PHASE_ENTRY.iter_unpack(data):
+        if phase < 0:
+            raise BundleError(f"bad phase number {phase} in phase-heads")
+        out.setdefault(phase, []).append(node)
+    return out
+
+
+def encodebookmarks(books: Iterable[tuple[bytes, bytes | None]]) -> bytes:
+    """Binary bookmarks: ``>20sH`` + name per (name, node); ``None`` node = deleted."""
+    out = []
+    for name, node in sorted(books):
+        out.append(_BOOK_ENTRY.pack(WDIRID if node is None else node, len(name)))
+        out.append(name)
+    return b"".join(out)
+
+
+def decodebookmarks(data: bytes) -> list[tuple[bytes, bytes | None]]:
+    """Parse binary bookmarks into ``(name, node or None)`` pairs."""
+    out: list[tuple[bytes, bytes | None]] = []
+    pos = 0
+    while pos < len(data):
+        if pos + _BOOK_ENTRY.size > len(data):
+            raise BundleError("bad bookmarks payload: truncated entry")
+        node, size = _BOOK_ENTRY.unpack_from(data, pos)
+        pos += _BOOK_ENTRY.size
+        if pos + size > len(data):
+            raise BundleError("bad bookmarks payload: truncated name")
+        name = data[pos : pos + size]
+        pos += size
+        out.append((name, None if node == WDIRID else node))
+    return out
+
+
+def encodekeys(keys: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """Pushkey namespace listing: ``key\\tvalue`` lines joined with ``\\n``."""
+    return b"\n".join(k + b"\t" + v for k, v in keys)
+
+
+def decodekeys(data: bytes) -> dict[bytes, bytes]:
+    """Parse a pushkey listing (lines without a tab are refused)."""
+    out: dict[bytes, bytes] = {}
+    for line in data.splitlines():
+        if not line:
+            continue
+        if b"\t" not in line:
+            raise BundleError(f"bad pushkey listing line {line[:60]!r}")
+        k, v = line.split(b"\t", 1)
+        out[k] = v
+    return out
+
+
+def encodenodes(nodes: Iterable[bytes]) -> bytes:
+    return b"".join(nodes)
+
+
+def decodenodes(data: bytes) -> list[bytes]:
+    """A concatenated 20-byte node list (``check:heads``, ``check:updated-heads``)."""
+    if len(data) % 20:
+        raise BundleError(f"bad node list length {len(data)}")
+    return [data[i : i + 20] for i in range(0, len(data), 20)]
+
+
+def decodehgtagsfnodes(data: bytes) -> list[tuple[bytes, bytes]]:
+    """``hgtagsfnodes`` payload: (changeset node, ``.hgtags`` filenode) pairs."""
+    if len(data) % 40:
+        raise BundleError(f"bad hgtagsfnodes payload length {len(data)}")
+    return [(data[i : i + 20], data[i + 20 : i + 40]) for i in range(0, len(data), 40)]
+
+
+_RBC = struct.Struct(">III")
+
+
+def decoderevbranchcache(data: bytes) -> list[tuple[bytes, list[bytes], list[bytes]]]:
+    """``cache:rev-branch-cache`` payload: (branch, open nodes, closed nodes) entries."""
+    out = []
+    pos = 0
+    while pos < len(data):
+        if pos + _RBC.size > len(data):
+            raise BundleError("bad rev-branch-cache payload")
+        size, nopen, nclosed = _RBC.unpack_from(data, pos)
+        pos += _RBC.size
+        end = pos + size + 20 * (nopen + nclosed)
+        if end > len(data):
+            raise BundleError("bad rev-branch-cache payload")
+        name = data[pos : pos + size]
+        pos += size
+        nodes = decodenodes(data[pos:end])
+        pos = end
+        out.append((name, nodes[:nopen], nodes[nopen:]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Bundle files (§9, §11)
+
+
+@dataclass
+class BundleFile:
+    """What :func:`readbundle` found: ``kind`` is ``HG20``, ``HG10`` or ``HGS1``.
+
+    For ``HG20``, ``unbundler`` is set; for ``HG10``, ``reader`` is the (decompressed)
+    cg1 stream and ``compression`` its engine; for ``HGS1``, ``reader`` is positioned
+    after the 6-byte header.
+    """
+
+    kind: str
+    compression: bytes | None = None
+    unbundler: Unbundler | None = None
+    reader: Readable | None = None
+
+
+def readbundle(fh: Readable, max_decompressed: int | None = None) -> BundleFile:
+    """Recognise a bundle file or stream by its magic (``HG20``, ``HG10xx``, ``HGS1``)."""
+    magic = readexactly(fh, 4)
+    if magic == MAGIC:
+        return BundleFile(
+            "HG20", unbundler=Unbundler(fh, magic_read=True, max_decompressed=max_decompressed)
+        )
+    if magic == b"HG10":
+        comp = readexactly(fh, 2)
+        if comp == b"UN":
+            return BundleFile("HG10", b"UN", reader=fh)
+        if comp == b"GZ":
+            return BundleFile(
+                "HG10", b"GZ", reader=DecompressingReader(fh, b"GZ", max_decompressed)
+            )
+        if comp == b"BZ":
+            # the leading "BZ" of the bzip2 stream doubles as the end of the magic (§11)
+            return BundleFile(
+                "HG10",
+                b"BZ",
+                reader=DecompressingReader(fh, b"BZ", max_decompressed, prefix=b"BZ"),
+            )
+        raise BundleError(f"unknown HG10 bundle compression {comp!r}")
+    if magic == b"HGS1":
+        return BundleFile("HGS1", reader=fh)
+    if magic[:2] == b"\0\0":
+        raise BundleError("headerless changegroup streams are not bundle files")
+    raise BundleError(f"not a Mercurial bundle (magic {magic!r})")
+
+
+def hg10chunks(cgchunks: Iterable[bytes], compression: bytes = b"BZ") -> Iterator[bytes]:
+    """An ``HG10`` bundle file around a cg1 stream (§11)."""
+    if compression == b"BZ":
+        first = True
+        for c in compresschunks(cgchunks, b"BZ"):
+            if first:
+                if c[:2] != b"BZ":
+                    raise BundleError("bzip2 stream does not start with BZ")
+                c = b"HG10" + c
+                first = False
+            yield c
+        return
+    if compression not in (b"UN", b"GZ"):
+        raise BundleError(f"unknown HG10 bundle compression {compression!r}")
+    yield b"HG10" + compression
+    yield from compresschunks(cgchunks, compression)
