@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import zstandard
 
-from hgwire.errors import EncodingError
+from hgwire.errors import CBORDecodeError, EncodingError, ProtocolError
 from hgwire.wire import cbor
 from hgwire.wire.frames import (
     BytesLike,
@@ -30,6 +30,9 @@ from hgwire.wire.frames import (
     StreamFlag,
     make_frame,
 )
+
+SENDER_SETTINGS = "sender protocol settings"
+STREAM_SETTINGS = "stream encoding settings"
 
 IDENTITY = b"identity"
 ZLIB = b"zlib"
@@ -406,3 +409,86 @@ class InputStream:
 def is_encoded(frame: Frame) -> bool:
     """Whether ``frame`` carries the ``encoded`` stream flag (spec §1.4)."""
     return bool(frame.stream_flags & StreamFlag.ENCODED)
+
+
+# ---------------------------------------------------------------------------------------
+# Settings frames (spec §2.2, §2.4)
+
+
+class SettingsReceiver:
+    """Collects the CBOR of a settings message spread over frames (spec §2.2, §2.4).
+
+    ``kind`` is :data:`SENDER_SETTINGS` or :data:`STREAM_SETTINGS`; it names the frame in
+    the error messages, which are 6.0's. Each frame needs exactly one of ``continuation``
+    and ``eos``; its payload is decoded as it arrives. At ``eos`` the complete values are
+    returned (like 6.0, an incomplete trailing value is ignored). Unlike 6.0, the message
+    is limited to ``max_size`` bytes.
+    """
+
+    def __init__(self, kind: str, *, max_size: int = DEFAULT_MAX_SETTINGS_SIZE) -> None:
+        self.kind = kind
+        self.max_size = max_size
+        self._size = 0
+        self._decoder = cbor.Decoder(max_buffer=max(1, max_size))
+        self._values: list[Any] = []
+        self.done = False
+
+    def add(self, flags: int, payload: BytesLike) -> list[Any] | None:
+        """Take one frame's flags and payload; the decoded values at ``eos``, else None."""
+        kind = self.kind
+        if self.done:
+            raise ProtocolError(f"{kind} frame received after end of stream")
+        more = flags & SettingsFlag.CONTINUATION
+        eos = flags & SettingsFlag.EOS
+        if more and eos:
+            raise ProtocolError(
+                f"{kind} frame cannot have both continuation and end of stream flags set"
+            )
+        if not more and not eos:
+            raise ProtocolError(f"{kind} frame must have continuation or end of stream flag set")
+        self._size += len(payload)
+        if self._size > self.max_size:
+            raise ProtocolError(f"{kind} exceed the limit of {self.max_size} bytes")
+        try:
+            self._values.extend(self._decoder.feed(payload))
+        except CBORDecodeError as exc:
+            raise ProtocolError(f"error decoding CBOR from {kind} frame: {exc}") from None
+        if more:
+            return None
+        self.done = True
+        if not self._values:
+            raise ProtocolError(f"{kind} frame did not contain CBOR data")
+        return self._values
+
+    def add_frame(self, frame: Frame) -> list[Any] | None:
+        """:meth:`add` for a whole frame."""
+        return self.add(frame.flags, frame.payload)
+
+
+def parse_sender_settings(values: Sequence[Any]) -> list[bytes] | None:
+    """The client's content encodings from a decoded sender-protocol-settings message.
+
+    None when the map has no ``contentencodings`` (meaning ``[identity]``, spec §2.2).
+    More than one value is refused with 6.0's message; a value that is not a map, or
+    encodings that are not an array of byte strings, are refused too (6.0 crashes).
+    """
+    if len(values) > 1:
+        raise ProtocolError(f"{SENDER_SETTINGS} frame contained multiple CBOR values")
+    (settings,) = values
+    if not isinstance(settings, dict):
+        raise ProtocolError(f"{SENDER_SETTINGS} frame did not contain a CBOR map")
+    if b"contentencodings" not in settings:
+        return None
+    encodings = settings[b"contentencodings"]
+    if not isinstance(encodings, list) or not all(isinstance(e, bytes) for e in encodings):
+        raise ProtocolError(
+            f"{SENDER_SETTINGS} frame: contentencodings must be an array of byte strings"
+        )
+    return encodings
+
+
+def parse_stream_settings(values: Sequence[Any]) -> tuple[Any, list[Any]]:
+    """``(profile name, extra values)`` from a decoded stream-settings message (§2.4)."""
+    if not values:
+        raise ProtocolError(f"{STREAM_SETTINGS} frame did not contain CBOR data")
+    return values[0], list(values[1:])
