@@ -18,16 +18,13 @@ from typing import Any
 
 from hgwire.errors import LockError, RepositoryError
 from hgwire.repo import requirements as reqmod
+from hgwire.repo.changelog import Changelog
+from hgwire.repo.filelog import Filelog
 from hgwire.repo.lock import Lock
+from hgwire.repo.manifest import ManifestRevlog
 from hgwire.repo.store import StoreVFS, encoder_for
 from hgwire.repo.transaction import Transaction, rollback
 from hgwire.repo.vfs import VFS
-
-# The revlog classes come from sibling modules written in parallel; typed loosely until
-# they land.
-Changelog = Any
-ManifestLog = Any
-Filelog = Any
 
 #: Content of the dummy ``.hg/00changelog.i`` that keeps pre-``store`` clients out (§1.5).
 DUMMY_CHANGELOG = b"\0\0\xff\xff dummy changelog to prevent using the old repo layout"
@@ -235,23 +232,13 @@ class Repository:
         tr.changes[b"origrepolen"] = len(self)
         if self.svfs.fncache is not None:
             tr.addfinalize(b"flush-fncache", self.svfs.fncache.write)
-        tr.addfinalize(b"zz-hgwire-nodemap", self._drop_stale_nodemaps)
+        if reqmod.NODEMAP in self.requirements:
+            # the revlog writer deletes the docket of a revlog it appends to (§3.8);
+            # keep copies so a rollback restores the store exactly
+            for docket in ("00changelog.n", "00manifest.n"):
+                tr.addbackup(docket)
         self._transaction = tr
         return tr
-
-    def _drop_stale_nodemaps(self, tr: Transaction) -> None:
-        """Delete a persistent-nodemap docket of a revlog appended to (spec §3.8).
-
-        Dockets the revlog writer rewrote itself (it backed them up) are left alone.
-        """
-        for radix in ("00changelog", "00manifest"):
-            docket = f"{radix}.n"
-            if tr.findoffset(f"{radix}.i") is None or not self.svfs.exists(docket):
-                continue
-            if tr.hasbackup(docket):
-                continue
-            tr.addbackup(docket)
-            self.svfs.unlink(docket)
 
     def recover(self, wait: bool = True) -> bool:
         """Roll back an abandoned transaction (``hg recover``); True if there was one.
@@ -296,27 +283,27 @@ class Repository:
 
     @property
     def changelog(self) -> Changelog:
+        """The changelog as it is now on disk (re-read after :meth:`invalidate`)."""
         cl = self._cache.get("changelog")
         if cl is None:
-            from hgwire.repo import changelog as clmod  # type: ignore[attr-defined]
-
-            cl = self._cache["changelog"] = clmod.Changelog(self.svfs, **self.revlog_options)
+            cl = self._cache["changelog"] = Changelog(self.svfs, **self.revlog_options)
+        assert isinstance(cl, Changelog)
         return cl
 
     @property
-    def manifestlog(self) -> ManifestLog:
+    def manifestlog(self) -> ManifestRevlog:
+        """The (flat) root manifest revlog."""
         ml = self._cache.get("manifestlog")
         if ml is None:
-            from hgwire.repo import manifest as mfmod  # type: ignore[attr-defined]
-
-            ml = self._cache["manifestlog"] = mfmod.ManifestLog(self.svfs, **self.revlog_options)
+            ml = self._cache["manifestlog"] = ManifestRevlog(self.svfs, **self.revlog_options)
+        assert isinstance(ml, ManifestRevlog)
         return ml
 
     def file(self, path: bytes) -> Filelog:
-        """The filelog of working-tree file ``path``."""
-        from hgwire.repo import filelog as flmod  # type: ignore[attr-defined]
-
-        return flmod.Filelog(self.svfs, path, **self.revlog_options)
+        """The filelog of working-tree file ``path`` (``data/<path>.i``, encoded)."""
+        if not path or path.startswith(b"/") or b"\0" in path or b"\n" in path:
+            raise RepositoryError(f"invalid file path {path!r}")
+        return Filelog(self.svfs, path, **self.revlog_options)
 
     def store_files(self) -> Iterator[tuple[bytes, str, int]]:
         """Every revlog file of the store: (unencoded name, encoded name, size)."""
