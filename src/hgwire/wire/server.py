@@ -329,6 +329,9 @@ class ServerReactor:
     def on_frame(self, frame: Frame) -> ServerEvent:
         """Process one received frame (the checks of spec §3.7, in 6.0's order)."""
         state = self._state
+        if state is ServerState.ERRORED:
+            # 6.0 still runs the stream checks first; hgwire answers every frame alike.
+            return self._on_errored(frame)
         if not frame.stream_id % 2:
             return self._error(
                 f"received frame with even numbered stream ID: {frame.stream_id}", state
@@ -349,7 +352,7 @@ class ServerReactor:
             )
         if frame.stream_flags & StreamFlag.END:
             self._incoming_streams.discard(frame.stream_id)
-        if state is not ServerState.ERRORED and len(frame.payload) > self.max_frame_size:
+        if len(frame.payload) > self.max_frame_size:
             return self._error(
                 f"frame payload of {len(frame.payload)} bytes exceeds the maximum frame "
                 f"size of {self.max_frame_size}",
