@@ -111,6 +111,10 @@ class CommandResponse:
             self._values.extend(values)
         return values
 
+    def finish(self) -> None:
+        """The response ended: a partial CBOR value is an error."""
+        self._decoder.finish()
+
     def feed_redirected(self, data: bytes) -> list[Any]:
         """Feed the body fetched from a redirect: plain CBOR values, no status (§3.6)."""
         return self.feed(data)
@@ -365,6 +369,12 @@ class ClientReactor:
                 if request.status is None:
                     events.extend(self._on_status(request, values[0]))
         if eos:
+            if request.decode_error is None:
+                try:
+                    request.finish()
+                except HgwireError as e:
+                    request.decode_error = f"error decoding CBOR response to request {rid}: {e}"
+                    events.append(_error(request.decode_error))
             request.complete = True
             events.append(ResponseComplete(rid))
         return events
