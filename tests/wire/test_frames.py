@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import io
 import random
 import tracemalloc
@@ -176,6 +177,19 @@ def test_reader_accepts_bytearray_and_keeps_no_reference_to_it() -> None:
     data[:] = b""  # resizing fails if a view on it were still alive
     assert frame.payload == b"hello"
     assert reader.buffered == 2
+
+
+def test_reader_accepts_any_buffer_shape() -> None:
+    raw = F.make_frame(1, 1, 1, 1, 1, b"hi").to_bytes()  # 10 bytes
+    words = array.array("H", raw)
+    assert [f.payload for f in F.FrameReader().feed(words)] == [b"hi"]
+    doubled = bytes(b for b in raw for _ in range(2))
+    strided = memoryview(doubled)[::2]
+    assert not strided.c_contiguous
+    assert [f.payload for f in F.FrameReader().feed(strided)] == [b"hi"]
+    reader = F.FrameReader()
+    assert reader.feed(memoryview(words)[:2]) == []  # 4 bytes of header
+    assert [f.payload for f in reader.feed(memoryview(words)[2:])] == [b"hi"]
 
 
 FRAME = st.builds(

@@ -143,12 +143,14 @@ class FrameHeader:
     flags: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Frame:
     """One frame. ``type_id`` is kept as an ``int`` so unassigned types can be represented.
 
     ``payload`` may be a ``memoryview`` into a larger buffer, so that splitting a large
-    response into frames copies nothing until the frames are written out.
+    response into frames copies nothing until the frames are written out. Treat frames as
+    values; the class is not frozen only because frozen dataclasses are several times
+    slower to construct, and the reader makes one per frame.
     """
 
     request_id: int
@@ -317,50 +319,75 @@ class FrameReader:
 
         After a :class:`FrameError` the reader is unusable (the stream is out of sync).
         """
+        if type(data) is bytes:
+            return self._feed(data)
+        if type(data) is memoryview and data.format == "B" and data.c_contiguous:
+            return self._feed(data)
+        with memoryview(data) as view:
+            if not view.c_contiguous:
+                return self._feed(view.tobytes())
+            with view.cast("B") as flat:
+                return self._feed(flat)
+
+    def _feed(self, data: bytes | memoryview) -> list[Frame]:
         frames: list[Frame] = []
-        with memoryview(data) as view, view.cast("B") as mv:
-            size = len(mv)
-            pos = 0
-            buf = self._buffer
-            if buf:
-                # Complete the frame that is already partly buffered, copying no more of
-                # ``data`` than that frame needs.
-                have = len(buf)
-                if have < FRAME_HEADER_SIZE:
-                    take = min(FRAME_HEADER_SIZE - have, size)
-                    buf += mv[:take]
-                    pos = take
-                    if len(buf) < FRAME_HEADER_SIZE:
-                        return frames
-                lo, hi, rid, sid, sflags, tf = _HEADER.unpack_from(buf)
-                length = lo | (hi << 16)
-                self._check_length(length)
-                need = FRAME_HEADER_SIZE + length - len(buf)
-                take = min(need, size - pos)
-                buf += mv[pos : pos + take]
-                pos += take
-                if take < need:
+        size = len(data)
+        pos = 0
+        buf = self._buffer
+        if buf:
+            # Complete the frame that is partly buffered, taking no more of ``data`` than
+            # that frame needs.
+            have = len(buf)
+            if have < FRAME_HEADER_SIZE:
+                take = FRAME_HEADER_SIZE - have
+                if size < take:
+                    buf += data
                     return frames
-                with memoryview(buf) as bview:
-                    payload = bytes(bview[FRAME_HEADER_SIZE:])
-                buf.clear()
-                frames.append(Frame(rid, sid, sflags, tf >> 4, tf & 0x0F, payload))
-            unpack = _HEADER.unpack_from
-            max_payload = self.max_payload
+                buf += data[:take]
+                pos = take
+                have = FRAME_HEADER_SIZE
+                self._check_length(buf[0] | buf[1] << 8 | buf[2] << 16)
+            need = FRAME_HEADER_SIZE + (buf[0] | buf[1] << 8 | buf[2] << 16) - have
+            if size - pos < need:
+                buf += memoryview(data)[pos:] if pos else data
+                return frames
+            buf += memoryview(data)[pos : pos + need]
+            pos += need
+            _, _, rid, sid, sflags, tf = _HEADER.unpack_from(buf)
+            with memoryview(buf) as bview:
+                payload = bytes(bview[FRAME_HEADER_SIZE:])
+            buf.clear()
+            frames.append(Frame(rid, sid, sflags, tf >> 4, tf & 0x0F, payload))
+        unpack = _HEADER.unpack_from
+        max_payload = self.max_payload
+        append = frames.append
+        if isinstance(data, bytes):
             while size - pos >= FRAME_HEADER_SIZE:
-                lo, hi, rid, sid, sflags, tf = unpack(mv, pos)
-                length = lo | (hi << 16)
+                lo, hi, rid, sid, sflags, tf = unpack(data, pos)
+                length = lo | hi << 16
                 if length > max_payload:
                     self._check_length(length)
                 start = pos + FRAME_HEADER_SIZE
                 end = start + length
                 if end > size:
                     break
-                frames.append(Frame(rid, sid, sflags, tf >> 4, tf & 0x0F, bytes(mv[start:end])))
+                append(Frame(rid, sid, sflags, tf >> 4, tf & 0x0F, data[start:end]))
                 pos = end
-            if pos < size:
-                # The start of a frame (its header, if complete, was checked above).
-                buf += mv[pos:]
+        else:
+            while size - pos >= FRAME_HEADER_SIZE:
+                lo, hi, rid, sid, sflags, tf = unpack(data, pos)
+                length = lo | hi << 16
+                if length > max_payload:
+                    self._check_length(length)
+                start = pos + FRAME_HEADER_SIZE
+                end = start + length
+                if end > size:
+                    break
+                append(Frame(rid, sid, sflags, tf >> 4, tf & 0x0F, data[start:end].tobytes()))
+                pos = end
+        if pos < size:
+            # The start of a frame (its header, if complete, was checked above).
+            buf += memoryview(data)[pos:] if pos else data
         return frames
 
     def iter_feed(self, data: BytesLike) -> Iterator[Frame]:
