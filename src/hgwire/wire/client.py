@@ -41,6 +41,15 @@ from hgwire.wire.frames import (
     create_sender_protocol_settings_frame,
 )
 
+# Flags as plain ints: IntFlag arithmetic is slow on hot paths.
+_BEGIN = int(StreamFlag.BEGIN)
+_END = int(StreamFlag.END)
+_ENCODED = int(StreamFlag.ENCODED)
+_SETTINGS_CONTINUATION = int(SettingsFlag.CONTINUATION)
+_SETTINGS_EOS = int(SettingsFlag.EOS)
+_RESP_CONTINUATION = int(CommandResponseFlag.CONTINUATION)
+_RESP_EOS = int(CommandResponseFlag.EOS)
+
 __all__ = ["DEFAULT_CLIENT_ENCODINGS", "ClientReactor", "ClientUsageError", "CommandResponse"]
 
 #: What 6.0 advertises by default (spec §2.2), most preferred first.
@@ -146,12 +155,15 @@ class ClientReactor:
         content_encodings: Sequence[bytes] | None = None,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         retain_objects: bool = True,
+        max_decoded_frame_size: int | None = streams.DEFAULT_MAX_FRAME_OUTPUT,
     ) -> None:
         self.buffer_sends = buffer_sends
         self.multiple_send = multiple_send
         self.content_encodings = list(content_encodings) if content_encodings else None
         self.max_frame_size = max_frame_size
         self.retain_objects = retain_objects
+        #: Cap on what one encoded payload may decode to (decompression bombs); None: none.
+        self.max_decoded_frame_size = max_decoded_frame_size
         self._can_issue = True
         self._can_send = True
         self._settings_sent = False
@@ -271,19 +283,19 @@ class ClientReactor:
             return [_error(f"received frame with odd numbered stream ID: {sid}")]
         stream = self._incoming.get(sid)
         if stream is None:
-            if not frame.stream_flags & StreamFlag.BEGIN:
+            if not frame.stream_flags & _BEGIN:
                 return [
                     _error("received frame on unknown stream without beginning of stream flag set")
                 ]
-            stream = streams.InputStream(sid)
+            stream = streams.InputStream(sid, max_frame_output=self.max_decoded_frame_size)
             self._incoming[sid] = stream
         payload = frame.payload
-        if frame.stream_flags & StreamFlag.ENCODED:
+        if frame.stream_flags & _ENCODED:
             try:
                 payload = stream.decode(payload)
             except HgwireError as e:
                 return [_error(f"error decoding frame payload on stream {sid}: {e}")]
-        if frame.stream_flags & StreamFlag.END:
+        if frame.stream_flags & _END:
             del self._incoming[sid]
         type_id = frame.type_id
         if type_id == FrameType.STREAM_SETTINGS:
@@ -306,8 +318,8 @@ class ClientReactor:
     def _on_stream_settings(
         self, frame: Frame, stream: streams.InputStream, payload: bytes | memoryview
     ) -> list[ClientEvent]:
-        more = frame.flags & SettingsFlag.CONTINUATION
-        eos = frame.flags & SettingsFlag.EOS
+        more = frame.flags & _SETTINGS_CONTINUATION
+        eos = frame.flags & _SETTINGS_EOS
         if more and eos:
             return [
                 _error(
@@ -347,16 +359,14 @@ class ClientReactor:
         self, request: CommandResponse, flags: int, payload: bytes | memoryview
     ) -> list[ClientEvent]:
         rid = request.request_id
-        eos = bool(flags & CommandResponseFlag.EOS)
+        eos = bool(flags & _RESP_EOS)
         data = payload if isinstance(payload, bytes) else bytes(payload)
         if eos:
             request.state = "received"
             del self._active[rid]
         else:
             request.state = "receiving"
-        events: list[ClientEvent] = [
-            ResponseData(rid, data, eos, bool(flags & CommandResponseFlag.CONTINUATION))
-        ]
+        events: list[ClientEvent] = [ResponseData(rid, data, eos, bool(flags & _RESP_CONTINUATION))]
         if data and request.decode_error is None:
             try:
                 values = request.feed(data)

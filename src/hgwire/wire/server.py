@@ -39,6 +39,21 @@ from hgwire.wire.frames import (
     StreamFlag,
 )
 
+# Flags as plain ints: IntFlag arithmetic is slow on hot paths.
+_BEGIN = int(StreamFlag.BEGIN)
+_END = int(StreamFlag.END)
+_ENCODED = int(StreamFlag.ENCODED)
+_SETTINGS_CONTINUATION = int(SettingsFlag.CONTINUATION)
+_SETTINGS_EOS = int(SettingsFlag.EOS)
+_NEW = int(CommandRequestFlag.NEW)
+_REQ_CONTINUATION = int(CommandRequestFlag.CONTINUATION)
+_MORE = int(CommandRequestFlag.MORE)
+_HAVE_DATA = int(CommandRequestFlag.HAVE_DATA)
+_DATA_CONTINUATION = int(CommandDataFlag.CONTINUATION)
+_DATA_EOS = int(CommandDataFlag.EOS)
+_RESP_CONTINUATION = int(CommandResponseFlag.CONTINUATION)
+_RESP_EOS = int(CommandResponseFlag.EOS)
+
 __all__ = [
     "DEFAULT_SERVER_ENCODINGS",
     "AlternateLocationResponse",
@@ -181,10 +196,10 @@ class ServerOutputStream:
         """A frame on this stream; the first one carries ``stream-begin``."""
         stream_flags = 0
         if not self.active:
-            stream_flags = StreamFlag.BEGIN
+            stream_flags = _BEGIN
             self.active = True
         if encoded:
-            stream_flags |= StreamFlag.ENCODED
+            stream_flags |= _ENCODED
         return Frame(request_id, self.stream_id, stream_flags, type_id, flags, payload)
 
     def settings_frame(self, request_id: int) -> Frame | None:
@@ -195,7 +210,7 @@ class ServerOutputStream:
         return self.make_frame(
             request_id,
             FrameType.STREAM_SETTINGS,
-            SettingsFlag.EOS,
+            _SETTINGS_EOS,
             cbor.dumps(self.encoding.encode("ascii")),
         )
 
@@ -337,20 +352,20 @@ class ServerReactor:
                 f"received frame with even numbered stream ID: {frame.stream_id}", state
             )
         if frame.stream_id not in self._incoming_streams:
-            if not frame.stream_flags & StreamFlag.BEGIN:
+            if not frame.stream_flags & _BEGIN:
                 return self._error(
                     "received frame on unknown inactive stream without beginning of "
                     "stream flag set",
                     state,
                 )
             self._incoming_streams.add(frame.stream_id)
-        if frame.stream_flags & StreamFlag.ENCODED:
+        if frame.stream_flags & _ENCODED:
             # 6.0 fails internally (HTTP 500); hgwire reports a protocol error.
             return self._error(
                 "received encoded frame from client: request streams must not be encoded",
                 state,
             )
-        if frame.stream_flags & StreamFlag.END:
+        if frame.stream_flags & _END:
             self._incoming_streams.discard(frame.stream_id)
         if len(frame.payload) > self.max_frame_size:
             return self._error(
@@ -376,8 +391,8 @@ class ServerReactor:
     def _on_protocol_settings(self, frame: Frame) -> ServerEvent:
         if frame.type_id != FrameType.SENDER_PROTOCOL_SETTINGS:
             return self._error(f"expected sender protocol settings frame; got {frame.type_id}")
-        more = frame.flags & SettingsFlag.CONTINUATION
-        eos = frame.flags & SettingsFlag.EOS
+        more = frame.flags & _SETTINGS_CONTINUATION
+        eos = frame.flags & _SETTINGS_EOS
         if more and eos:
             return self._error(
                 "sender protocol settings frame cannot have both continuation and end of "
@@ -421,8 +436,8 @@ class ServerReactor:
         return self._want()
 
     def _check_request_flags(self, frame: Frame) -> ProtocolErrorEvent | None:
-        new = frame.flags & CommandRequestFlag.NEW
-        continuation = frame.flags & CommandRequestFlag.CONTINUATION
+        new = frame.flags & _NEW
+        continuation = frame.flags & _REQ_CONTINUATION
         if new and continuation:
             return self._error(
                 "received command request frame with both new and continuation flags set"
@@ -444,12 +459,12 @@ class ServerReactor:
             return self._error(f"request with ID {rid} already received")
         if rid in self._active:
             return self._error(f"request with ID {rid} is already active")
-        if not frame.flags & CommandRequestFlag.NEW:
+        if not frame.flags & _NEW:
             return self._error("received command request frame without new flag set")
         if len(self._receiving) + len(self._active) >= self.max_in_flight:
             return self._error(f"too many requests in flight: the limit is {self.max_in_flight}")
-        more = bool(frame.flags & CommandRequestFlag.MORE)
-        expecting = bool(frame.flags & CommandRequestFlag.HAVE_DATA)
+        more = bool(frame.flags & _MORE)
+        expecting = bool(frame.flags & _HAVE_DATA)
         entry = _Receiving(
             payload=[bytes(frame.payload)],
             request_done=not more,
@@ -474,7 +489,7 @@ class ServerReactor:
     def _on_command_receiving(self, frame: Frame) -> ServerEvent:
         rid = frame.request_id
         if frame.type_id == FrameType.COMMAND_REQUEST:
-            if frame.flags & CommandRequestFlag.NEW:
+            if frame.flags & _NEW:
                 return self._on_idle(frame)
             bad = self._check_request_flags(frame)
             if bad is not None:
@@ -491,8 +506,8 @@ class ServerReactor:
         if entry is None:
             return self._error(f"received frame for request that is not receiving: {rid}")
         if frame.type_id == FrameType.COMMAND_REQUEST:
-            more = bool(frame.flags & CommandRequestFlag.MORE)
-            expecting = bool(frame.flags & CommandRequestFlag.HAVE_DATA)
+            more = bool(frame.flags & _MORE)
+            expecting = bool(frame.flags & _HAVE_DATA)
             if entry.request_done:
                 return self._error(
                     "received command request frame when request frames were supposedly done"
@@ -519,9 +534,9 @@ class ServerReactor:
             entry.size += len(frame.payload)
             if entry.size > self.max_request_size:
                 return self._too_large(rid)
-            if frame.flags & CommandDataFlag.CONTINUATION:
+            if frame.flags & _DATA_CONTINUATION:
                 return self._want()
-            if frame.flags & CommandDataFlag.EOS:
+            if frame.flags & _DATA_EOS:
                 return self._run_command(rid)
             return self._error("command data frame without flags")
         return self._error(f"received unexpected frame type: {frame.type_id}")
@@ -529,9 +544,9 @@ class ServerReactor:
     def _stream_data(self, rid: int, entry: _Receiving, frame: Frame) -> ServerEvent:
         """Data for a command already dispatched (``stream_command_data`` mode)."""
         assert entry.stream is not None
-        if frame.flags & CommandDataFlag.CONTINUATION:
+        if frame.flags & _DATA_CONTINUATION:
             eos = False
-        elif frame.flags & CommandDataFlag.EOS:
+        elif frame.flags & _DATA_EOS:
             eos = True
         else:
             return self._error("command data frame without flags")
@@ -722,9 +737,7 @@ class ServerReactor:
         if args:
             err[b"args"] = list(args)
         payload = cbor.dumps({b"status": b"error", b"error": err})
-        return stream.make_frame(
-            request_id, FrameType.COMMAND_RESPONSE, CommandResponseFlag.EOS, payload
-        )
+        return stream.make_frame(request_id, FrameType.COMMAND_RESPONSE, _RESP_EOS, payload)
 
     def _response_frames(
         self, stream: ServerOutputStream, rid: int, objects: Iterator[Any]
@@ -739,8 +752,11 @@ class ServerReactor:
                     obj = next(objects)
                 except StopIteration:
                     yield from emitter.finish()
-                    if emitted:
-                        yield from _eos_frames(stream, rid, self.max_frame_size)
+                    if not emitted:
+                        # 6.0 sends nothing at all, leaving the client waiting for a status;
+                        # hgwire answers {status: ok} and eos.
+                        yield from _ok_frames(stream, rid)
+                    yield from _eos_frames(stream, rid, self.max_frame_size)
                     return
                 except CommandError as e:
                     yield self._command_error_frame(stream, rid, e.message, e.msgargs)
@@ -761,7 +777,7 @@ class ServerReactor:
                         yield stream.make_frame(
                             rid,
                             FrameType.COMMAND_RESPONSE,
-                            CommandResponseFlag.CONTINUATION,
+                            _RESP_CONTINUATION,
                             stream.encode(payload),
                             encoded=True,
                         )
@@ -770,18 +786,7 @@ class ServerReactor:
                     if redirected:
                         raise HgwireError("object follows alternatelocationresponse")
                     if not emitted:
-                        settings = stream.settings_frame(rid)
-                        if settings is not None:
-                            yield settings
-                        ok = stream.encode(_OK_STATUS)
-                        if ok:
-                            yield stream.make_frame(
-                                rid,
-                                FrameType.COMMAND_RESPONSE,
-                                CommandResponseFlag.CONTINUATION,
-                                ok,
-                                encoded=True,
-                            )
+                        yield from _ok_frames(stream, rid)
                         emitted = True
                     if isinstance(obj, EncodedResponse):
                         yield from emitter.send_chunks([obj.data])
@@ -806,17 +811,30 @@ def _exc_bytes(exc: BaseException) -> bytes:
     return str(exc).encode("utf-8", "surrogateescape")
 
 
+def _ok_frames(stream: ServerOutputStream, rid: int) -> Iterator[Frame]:
+    """Stream settings if not sent yet, then ``{status: ok}`` (omitted when the encoder
+    returns nothing, spec §2.5)."""
+    settings = stream.settings_frame(rid)
+    if settings is not None:
+        yield settings
+    ok = stream.encode(_OK_STATUS)
+    if ok:
+        yield stream.make_frame(
+            rid, FrameType.COMMAND_RESPONSE, _RESP_CONTINUATION, ok, encoded=True
+        )
+
+
 def _eos_frames(stream: ServerOutputStream, rid: int, maxsize: int) -> Iterator[Frame]:
     """The final frame(s): the encoder flush, ``eos`` on the last (spec §3.3)."""
     payload = stream.flush()
     if not payload:
-        yield stream.make_frame(rid, FrameType.COMMAND_RESPONSE, CommandResponseFlag.EOS, b"")
+        yield stream.make_frame(rid, FrameType.COMMAND_RESPONSE, _RESP_EOS, b"")
         return
     view = memoryview(payload)
     n = len(payload)
     for offset in range(0, n, maxsize):
         end = offset + maxsize
-        flags = CommandResponseFlag.EOS if end >= n else CommandResponseFlag.CONTINUATION
+        flags = _RESP_EOS if end >= n else _RESP_CONTINUATION
         chunk = payload if n <= maxsize else view[offset:end]
         yield stream.make_frame(rid, FrameType.COMMAND_RESPONSE, flags, chunk, encoded=True)
 
@@ -963,7 +981,7 @@ class _Emitter:
         return self._stream.make_frame(
             self._rid,
             FrameType.COMMAND_RESPONSE,
-            CommandResponseFlag.CONTINUATION,
+            _RESP_CONTINUATION,
             payload,
             encoded=True,
         )
