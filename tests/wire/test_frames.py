@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import array
 import io
+import json
 import random
+import subprocess
 import tracemalloc
 import zlib
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -17,6 +21,7 @@ from hgwire.wire import cbor
 from hgwire.wire import frames as F
 from hgwire.wire.human import format_human_header
 from hgwire.wire.streams import InputStream, OutputStream
+from tests.conftest import hg_env
 
 MiB = 1 << 20
 
@@ -505,3 +510,116 @@ def test_two_responses_through_emitter_decode_with_one_input_stream(encoding: st
         got[frame.request_id] += inp.frame_payload(frame)
     ok = cbor.dumps({b"status": b"ok"})
     assert got == {rid: ok + b"".join(chunks) for rid, chunks in responses.items()}
+
+
+# -- against Mercurial 6.0's own builders ----------------------------------------------------
+
+_HG_BUILD = """
+import ast, io, json, sys
+from mercurial import wireprotoframing as w
+w.populatestreamencoders()
+out = []
+for case in json.load(sys.stdin):
+    kind, spec = case[0], ast.literal_eval(case[1])
+    frames = []
+    if kind == "request":
+        rid, name, args, data, mfs = spec
+        stream = w.stream(1)
+        datafh = None if data is None else io.BytesIO(data)
+        frames = list(w.createcommandframes(stream, rid, name, args, datafh, mfs))
+    elif kind == "response":
+        rid, chunks = spec
+        stream = w.outputstream(2)
+        stream.setencoder(None, b"identity")
+        frames.append(stream.makestreamsettingsframe(rid))
+        frames.append(w.createcommandresponseokframe(stream, rid))
+        emitter = w.bufferingcommandresponseemitter(stream, rid)
+        for chunk in chunks + [None]:
+            frames.extend(emitter.send(chunk))
+        frames.extend(w.createcommandresponseeosframes(stream, rid))
+    elif kind == "text":
+        rid, atoms = spec
+        frames = list(w.createtextoutputframe(w.stream(2), rid, atoms))
+    elif kind == "error":
+        rid, message, args = spec
+        frames = list(w.createcommanderrorresponse(w.stream(2), rid, message, args))
+        frames += list(w.createerrorframe(w.stream(2), rid, message, b"server"))
+    out.append([bytes(f).hex() for f in frames])
+json.dump(out, sys.stdout)
+"""
+
+
+def _random_value(rng: random.Random, depth: int = 0) -> object:
+    pick = rng.randrange(6 if depth < 2 else 3)
+    if pick == 0:
+        return rng.randbytes(rng.randrange(40))
+    if pick == 1:
+        return rng.randrange(-(2**40), 2**40)
+    if pick == 2:
+        return rng.choice([None, True, False])
+    if pick == 3:
+        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    if pick == 4:
+        return {rng.randbytes(rng.randrange(1, 6)) for _ in range(rng.randrange(4))}
+    return {
+        rng.randbytes(rng.randrange(1, 8)): _random_value(rng, depth + 1)
+        for _ in range(rng.randrange(4))
+    }
+
+
+@pytest.mark.interop
+def test_builders_agree_with_hg60(hg60_path: Path) -> None:
+    """Random requests, identity responses, text output and errors, byte for byte."""
+    rng = random.Random(6)
+    cases: list[tuple[str, object]] = []
+    for _ in range(60):
+        args = {rng.randbytes(rng.randrange(1, 10)): _random_value(rng) for _ in range(3)}
+        if rng.random() < 0.2:
+            args[b"big"] = rng.randbytes(rng.randrange(30000, 80000))
+        data = rng.choice([None, b"", rng.randbytes(rng.randrange(100000))])
+        size = rng.choice([16, 100, 32768])
+        cases.append(("request", (rng.randrange(65536), b"cmd", args, data, size)))
+    for _ in range(30):
+        chunks = [rng.randbytes(rng.choice([0, 5, 300, 32767, 32768, 40000])) for _ in range(5)]
+        cases.append(("response", (rng.randrange(65536), chunks)))
+    cases.append(("text", (1, [(b"a %s", [b"\xff\xfe", b"x"], [b"l"]), (b"plain", [], [])])))
+    cases.append(("error", (3, b"unknown file: %s", [b"nope"])))
+    cases.append(("error", (3, b"no args", None)))
+    proc = subprocess.run(
+        [str(hg60_path.parent / "python"), "-c", _HG_BUILD],
+        input=json.dumps([[kind, repr(spec)] for kind, spec in cases]),
+        capture_output=True,
+        text=True,
+        env=hg_env(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    theirs = json.loads(proc.stdout)
+    assert len(theirs) == len(cases)
+    for (kind, spec), expected in zip(cases, theirs, strict=True):
+        assert [f.to_bytes().hex() for f in _build_like_hg(kind, spec)] == expected, kind
+
+
+def _build_like_hg(kind: str, spec: Any) -> list[F.Frame]:
+    if kind == "request":
+        rid, name, args, data, size = spec
+        return list(
+            F.create_command_frames(OutputStream(1), rid, name, args, data, max_frame_size=size)
+        )
+    if kind == "response":
+        rid, chunks = spec
+        stream = OutputStream(2, "identity")
+        frames = [stream.make_settings_frame(rid), F.create_command_response_ok_frame(stream, rid)]
+        emitter = F.ResponseEmitter(stream, rid)
+        for chunk in chunks:
+            frames += emitter.send(chunk)
+        frames += emitter.flush()
+        frames += F.create_command_response_eos_frames(stream, rid)
+        return [f for f in frames if f is not None]
+    if kind == "text":
+        rid, atoms = spec
+        return [F.create_text_output_frame(OutputStream(2), rid, atoms)]
+    rid, message, args = spec
+    return [
+        F.create_command_error_response(OutputStream(2), rid, message, args),
+        F.create_error_frame(OutputStream(2), rid, message),
+    ]

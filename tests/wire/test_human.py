@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import codecs
+import json
+import random
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,13 +15,20 @@ from hypothesis import strategies as st
 
 from hgwire.errors import FrameError
 from hgwire.wire import cbor
-from hgwire.wire.frames import make_frame
+from hgwire.wire.frames import (
+    FRAME_FLAG_NAMES,
+    FRAME_TYPE_NAMES,
+    STREAM_FLAG_NAMES,
+    FrameType,
+    make_frame,
+)
 from hgwire.wire.human import (
     escape_bytes,
     format_human_frame,
     parse_human_frame,
     unescape_bytes,
 )
+from tests.conftest import hg_env
 
 
 def payload_of(line: str) -> bytes:
@@ -225,3 +236,86 @@ def test_random_lines_only_raise_frame_error(line: str) -> None:
     except FrameError:
         return
     assert parse_human_frame(format_human_frame(frame)).to_bytes() == frame.to_bytes()
+
+
+# -- against Mercurial 6.0's own parser ------------------------------------------------------
+
+_HG_PARSE = """
+import json, sys
+from mercurial import wireprotoframing
+out = []
+for line in json.load(sys.stdin):
+    try:
+        out.append(bytes(wireprotoframing.makeframefromhumanstring(line.encode("utf-8"))).hex())
+    except Exception as exc:
+        out.append("error: " + type(exc).__name__)
+json.dump(out, sys.stdout)
+"""
+
+
+def _random_line(rng: random.Random) -> str:
+    def bits(names: list[str], width: int) -> str:
+        items = [
+            rng.choice(names) if names and rng.random() < 0.6 else str(1 << rng.randrange(width))
+            for _ in range(rng.randrange(3))
+        ]
+        return "|".join(items) or "0"
+
+    type_name = rng.choice(list(FRAME_TYPE_NAMES))
+    type_id = int(FRAME_TYPE_NAMES[type_name])
+    flag_names = list(FRAME_FLAG_NAMES[FrameType(type_id)])
+    kind = rng.randrange(4)
+    if kind == 0:
+        value: Any = rng.choice(
+            [
+                {b"name": b"heads"},
+                [None, True, False, -(2**64), 2**64 - 1],
+                {b"a": [1, {b"x", b"y"}], 3: b"\x00\xff"},
+                set(),
+                rng.randbytes(rng.randrange(30)),
+                rng.randrange(-(10**6), 10**6),
+            ]
+        )
+        payload = "cbor:" + repr(value)
+    elif kind == 1:
+        payload = escape_bytes(rng.randbytes(rng.randrange(40)))
+    elif kind == 2:
+        payload = "".join(
+            rng.choice(["a", " ", "\\n", "\\x4A", "\\101", "\\t", "\\\\", "\\'", "\\q", "é"])
+            for _ in range(rng.randrange(12))
+        )
+    else:
+        payload = ""
+    return " ".join(
+        [
+            str(rng.randrange(65536)),
+            str(rng.randrange(256)),
+            bits(list(STREAM_FLAG_NAMES), 8),
+            type_name if rng.random() < 0.7 else str(type_id),
+            bits(flag_names, 4),
+            payload,
+        ]
+    )
+
+
+@pytest.mark.interop
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_parser_and_printer_agree_with_hg60(hg60_path: Path) -> None:
+    """Random lines parse to the same bytes as 6.0's makeframefromhumanstring, and the
+    lines hgwire prints are read by 6.0 as the same frames."""
+    rng = random.Random(60)
+    lines = [_random_line(rng) for _ in range(300)]
+    ours = [parse_human_frame(line) for line in lines]
+    printed = [format_human_frame(f, decode_cbor=d) for f in ours for d in (True, False)]
+    proc = subprocess.run(
+        [str(hg60_path.parent / "python"), "-c", _HG_PARSE],
+        input=json.dumps(lines + printed),
+        capture_output=True,
+        text=True,
+        env=hg_env(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    theirs = json.loads(proc.stdout)
+    assert theirs[: len(lines)] == [f.to_bytes().hex() for f in ours]
+    assert theirs[len(lines) :] == [f.to_bytes().hex() for f in ours for _ in (0, 1)]
+    assert any(line.split(" ", 5)[5].startswith("cbor:") for line in printed)
