@@ -635,3 +635,33 @@ def test_encoding_choice_server_preference_wins() -> None:
     reactor = ServerReactor(encodings=("zlib", "identity"))
     assert isinstance(reactor.on_frame(settings([b"identity", b"zlib", b"zstd-8mb"])), WantFrame)
     assert reactor.output_stream().encoding == "zlib"
+
+
+@pytest.mark.parametrize("encoding", [b"zlib", b"zstd-8mb"])
+def test_deviation_failure_on_compressed_stream_keeps_it_decodable(encoding: bytes) -> None:
+    """6.0 drops output the compressor already consumed, corrupting later responses on the
+    stream; hgwire sends it and flushes the compressor before the error."""
+    from hgwire.wire.client import ClientReactor
+
+    def failing() -> Iterator[Any]:
+        yield b"x" * 1000
+        raise ValueError("boom")
+
+    client = ClientReactor(content_encodings=[encoding])
+    first, _ = client.call_command(b"a")
+    second, _ = client.call_command(b"b")
+    body = client.flush_commands()
+    assert isinstance(body, SendFrames)
+    server = ServerReactor()
+    runs = [e for e in server.receive_data(body.to_bytes()) if isinstance(e, RunCommand)]
+    assert len(runs) == 2
+    stream = server.output_stream()
+    assert stream.encoding == encoding.decode()
+    out1 = server.on_command_response_objects(stream, 1, failing())
+    out2 = server.on_command_response_objects(stream, 3, [b"fine"])
+    assert isinstance(out1, SendFrames)
+    assert isinstance(out2, SendFrames)
+    events = client.receive_data(out1.to_bytes() + out2.to_bytes())
+    assert not [e for e in events if isinstance(e, ProtocolErrorEvent)]
+    assert first.server_error is not None
+    assert list(second) == [{b"status": b"ok"}, b"fine"]

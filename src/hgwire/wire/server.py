@@ -759,9 +759,11 @@ class ServerReactor:
                     yield from _eos_frames(stream, rid, self.max_frame_size)
                     return
                 except CommandError as e:
+                    yield from emitter.abort()
                     yield self._command_error_frame(stream, rid, e.message, e.msgargs)
                     return
                 except Exception as e:
+                    yield from emitter.abort()
                     yield self._error_frame(stream, rid, _exc_bytes(e))
                     return
                 try:
@@ -795,6 +797,7 @@ class ServerReactor:
                     else:
                         yield from emitter.send_object(obj)
                 except Exception as e:
+                    yield from emitter.abort()
                     yield self._error_frame(stream, rid, _exc_bytes(e))
                     return
         finally:
@@ -1064,6 +1067,26 @@ class _Emitter:
             self._size = n
             if size:
                 yield make(payload)
+
+    def abort(self) -> Iterator[Frame]:
+        """The command failed: drop what is buffered, as 6.0 does (spec §3.4).
+
+        On a compressing stream the compressor has already consumed the buffered output
+        and may hold more; dropping it would desynchronise the client's decompressor for
+        every later response on the stream, so hgwire sends it (and the compressor's
+        flush) before the error instead. Raw input not yet compressed is dropped.
+        """
+        self._pending.clear()
+        self._pending_size = 0
+        if self._stream.identity:
+            self._buf.clear()
+            self._size = 0
+            return
+        yield from self.finish()
+        tail = self._stream.flush()
+        if tail:
+            yield from self._emit((tail,))
+            yield from self.finish()
 
     def finish(self) -> Iterator[Frame]:
         """Encode what is pending and flush the buffer as one frame."""
