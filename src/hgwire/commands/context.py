@@ -1,0 +1,64 @@
+"""What a command sees of the server: the repository, the configuration, side channels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hgwire.repo.localrepo import Repository
+
+
+@dataclass
+class ServerConfig:
+    """Server settings commands depend on (read from ``.hg/hgrc`` and the command line).
+
+    Names follow Mercurial's configuration keys.
+    """
+
+    #: ``server.uncompressed``: stream clones allowed.
+    uncompressed: bool = True
+    #: ``server.uncompressedallowsecret``: stream clones even with secret changesets.
+    uncompressedallowsecret: bool = False
+    #: ``server.preferuncompressed``: advertise ``stream-preferred``.
+    preferuncompressed: bool = False
+    #: ``phases.publish``: pushed changesets become public.
+    publishing: bool = True
+    #: ``server.compressionengines``: wire compression engines in server preference order.
+    compressionengines: tuple[bytes, ...] = (b"zstd", b"zlib")
+    #: ``server.zstdlevel`` / ``server.zliblevel``.
+    zstdlevel: int = 3
+    zliblevel: int = -1
+    #: ``server.maxhttpheaderlen``: advertised ``httpheader=`` value.
+    maxhttpheaderlen: int = 1024
+    #: ``experimental.httppostargs``.
+    httppostargs: bool = False
+    #: ``server.concurrent-push-mode``: ``check-related`` or ``strict``.
+    concurrent_push_mode: bytes = b"check-related"
+    #: ``experimental.server.manifestdata.recommended-batch-size`` and filesdata's.
+    manifestdata_batchsize: int = 100000
+    filesdata_batchsize: int = 50000
+    #: ``experimental.web.apiserver`` and ``experimental.web.api.http-v2``.
+    apiserver: bool = True
+    api_http_v2: bool = True
+    #: ``experimental.sshserver.support-v2``.
+    sshserver_v2: bool = True
+    #: Anything else from the hgrc, ``(section, name) -> value``.
+    extra: dict[tuple[bytes, bytes], bytes] = field(default_factory=dict)
+
+
+@dataclass
+class CommandContext:
+    """Everything one command invocation may use."""
+
+    repo: Repository
+    config: ServerConfig
+    #: ``http-v1``, ``ssh-v1``, ``http-v2`` or ``ssh-v2``.
+    transport: str
+    #: Capabilities the client announced (``protocaps`` / ``X-HgProto``), e.g. ``partial-pull``.
+    protocaps: frozenset[bytes] = frozenset()
+    #: Progress side channel (topic, position, total); a no-op where the peer has none.
+    progress: Callable[[bytes, int, int | None], None] = lambda topic, pos, total: None
+    #: Text side channel (ssh stderr, v2 text-output for peers that accept it).
+    output: Callable[[bytes], None] = lambda text: None
