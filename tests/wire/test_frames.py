@@ -140,6 +140,8 @@ def test_reader_refuses_oversized_length_from_the_header_alone() -> None:
     assert reader.feed(header[:5]) == []
     with pytest.raises(FrameError, match="frame length 32769 exceeds"):
         reader.feed(header[5:])
+    with pytest.raises(FrameError, match="already failed"):
+        reader.feed(b"")
 
 
 def test_reader_allocates_nothing_large_for_a_16mib_header() -> None:

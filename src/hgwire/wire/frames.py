@@ -180,8 +180,8 @@ class Frame:
         )
 
     def to_bytes(self) -> bytes:
-        """Header and payload as one bytes object."""
-        return self.header() + bytes(self.payload)
+        """Header and payload as one bytes object (the payload is copied once)."""
+        return b"".join((self.header(), self.payload))
 
     def __bytes__(self) -> bytes:
         return self.to_bytes()
@@ -299,11 +299,12 @@ class FrameReader:
     are the only ones buffered.
     """
 
-    __slots__ = ("_buffer", "max_payload")
+    __slots__ = ("_buffer", "_failed", "max_payload")
 
     def __init__(self, max_payload: int = MAX_PAYLOAD_LENGTH) -> None:
         self.max_payload = max_payload
         self._buffer = bytearray()
+        self._failed = False
 
     @property
     def buffered(self) -> int:
@@ -312,13 +313,17 @@ class FrameReader:
 
     def _check_length(self, length: int) -> None:
         if length > self.max_payload:
+            self._failed = True
             raise FrameError(f"frame length {length} exceeds the maximum of {self.max_payload}")
 
     def feed(self, data: BytesLike) -> list[Frame]:
         """Add ``data`` and return every frame it completes, in order.
 
-        After a :class:`FrameError` the reader is unusable (the stream is out of sync).
+        After a :class:`FrameError` the reader refuses further input (the stream is out of
+        sync).
         """
+        if self._failed:
+            raise FrameError("frame reader already failed")
         if type(data) is bytes:
             return self._feed(data)
         if type(data) is memoryview and data.format == "B" and data.c_contiguous:

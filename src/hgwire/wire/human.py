@@ -159,8 +159,9 @@ def parse_human_frame(text: str) -> Frame:
     """The frame a human-readable line denotes (spec §1.7).
 
     Six fields are required; as a convenience a line of five fields (no trailing space)
-    means an empty payload. Every value must fit its header field: unlike 6.0, flags
-    wider than four bits are refused rather than ORed into the type.
+    means an empty payload. Numbers are plain ASCII decimals (6.0's ``int()`` also takes
+    signs, underscores and other scripts' digits). Every value must fit its header field:
+    unlike 6.0, flags wider than four bits are refused rather than ORed into the type.
     """
     fields = text.split(" ", 5)
     if len(fields) == 5:
