@@ -116,6 +116,17 @@ def unescape_bytes(text: str) -> bytes:
     return bytes(out)
 
 
+def _escape_for(b: int) -> str:
+    if b == 0x5C:
+        return "\\\\"
+    if 0x20 <= b < 0x7F:
+        return chr(b)
+    return {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}.get(b, f"\\x{b:02x}")
+
+
+_ESCAPES = [_escape_for(b) for b in range(256)]
+
+
 def escape_bytes(data: bytes | bytearray | memoryview) -> str:
     """A bytes-literal body for ``data`` that :func:`unescape_bytes` reads back exactly.
 
@@ -123,21 +134,7 @@ def escape_bytes(data: bytes | bytearray | memoryview) -> str:
     are named and every other byte is ``\\xNN``. A leading ``cbor:`` is escaped so the
     payload is not mistaken for a CBOR literal.
     """
-    parts: list[str] = []
-    for b in bytes(data):
-        if b == 0x5C:
-            parts.append("\\\\")
-        elif 0x20 <= b < 0x7F:
-            parts.append(chr(b))
-        elif b == 0x0A:
-            parts.append("\\n")
-        elif b == 0x0D:
-            parts.append("\\r")
-        elif b == 0x09:
-            parts.append("\\t")
-        else:
-            parts.append(f"\\x{b:02x}")
-    text = "".join(parts)
+    text = "".join(map(_ESCAPES.__getitem__, bytes(data)))
     if text.startswith("cbor:"):
         text = "\\x63" + text[1:]
     return text
