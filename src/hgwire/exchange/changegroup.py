@@ -21,11 +21,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from hgwire.errors import BundleError
-from hgwire.repo.revlog import RevisionDelta
+from hgwire.errors import AbortError, BundleError, HgwireError, LookupNodeError
+from hgwire.repo import dagops, mdiff
+from hgwire.repo import phases as phasesmod
+from hgwire.repo.revlog import RevisionDelta, Revlog
 
 if TYPE_CHECKING:
-    pass
+    from hgwire.repo.localrepo import Repository
+    from hgwire.repo.transaction import Transaction
 
 NULLID = b"\0" * 20
 NULLREV = -1
@@ -362,21 +365,413 @@ def writechunks(chunks: Iterable[bytes], write: Callable[[bytes], object]) -> in
     return total
 
 
+# ---------------------------------------------------------------------------------------
+# Generation from a repository (§8.4, §8.5)
+
+
+@dataclass
+class Outgoing:
+    """What a peer knowing ``common`` lacks to have ``heads``: ``missing`` changeset revs
+    (ascending, a topological order) and ``commonrevs`` (``::common`` incl. nullrev)."""
+
+    missing: list[int]
+    commonrevs: set[int]
+    heads: list[bytes]
+
+    @property
+    def nbchanges(self) -> int:
+        return len(self.missing)
+
+
+def findoutgoing(
+    repo: Repository,
+    common: Iterable[bytes],
+    heads: Iterable[bytes] | None = None,
+    *,
+    served: bytearray | None = None,
+) -> Outgoing:
+    """``missing = ::heads - ::common`` (spec §9.7). Unknown ``common`` nodes are ignored;
+    unknown ``heads`` (or heads outside ``served``, one byte per rev) raise
+    :class:`AbortError`. ``heads`` defaults to the served heads."""
+    cl = repo.changelog
+    dag = dagops.DAG.from_storage(cl)
+    commonrevs = []
+    for n in common:
+        if n == NULLID:
+            continue
+        try:
+            commonrevs.append(cl.rev(n))
+        except LookupNodeError:
+            continue
+    if served is None:
+        served = phasesmod.PhaseCache.load(repo, dag).servable()
+    if heads is None:
+        headrevs = dagops.headrevs_filtered(dag, served)
+    else:
+        headrevs = []
+        for n in heads:
+            try:
+                r = cl.rev(n)
+            except LookupNodeError:
+                raise AbortError(f"unknown revision {n.hex()}") from None
+            if r >= 0 and not served[r]:
+                raise AbortError(f"unknown revision {n.hex()} (not served)")
+            headrevs.append(r)
+    has, missing = dagops.findcommonmissing(dag, commonrevs, headrevs)
+    return Outgoing(missing, has, [cl.node(r) for r in headrevs if r >= 0])
+
+
+def _fulltext(text: bytes) -> bytes:
+    return mdiff.trivialdiffheader(len(text)) + text
+
+
+def _revisiondeltas(
+    rl: Revlog,
+    revs: Sequence[int],
+    version: bytes,
+    linknode: Callable[[int], bytes],
+    known: Callable[[int], bool],
+) -> Iterator[RevisionDelta]:
+    """Deltas for ``revs`` (ascending) of ``rl``: cg1 against p1/previous; cg2/cg3 the
+    stored delta when its base was sent earlier or is ``known`` to the receiver, else
+    against p1 or the previous revision sent when available, else a full text."""
+    sent: set[int] = set()
+    prev = NULLREV
+    for i, rev in enumerate(revs):
+        p1r, p2r = rl.parentrevs(rev)
+        flags = rl.flags(rev)
+        if flags and version != b"03":
+            raise AbortError(
+                f"{rl.indexfile}: revision {rev} has flags {flags:#x}; changegroup"
+                f" {version.decode()} cannot carry them"
+            )
+        if version == b"01":
+            base = p1r if i == 0 else prev
+            delta = rl.revdiff(base, rev)
+        else:
+            stored, sdelta = rl.storeddelta(rev)
+
+            def usable(r: int) -> bool:
+                return r == NULLREV or r in sent or known(r)
+
+            if usable(stored) and not (flags & _CENSORED):
+                base, delta = stored, sdelta
+            elif p1r != NULLREV and usable(p1r):
+                base, delta = p1r, rl.revdiff(p1r, rev)
+            elif prev != NULLREV:
+                base, delta = prev, rl.revdiff(prev, rev)
+            else:
+                base, delta = NULLREV, _fulltext(rl.rawdata(rev))
+        yield RevisionDelta(
+            node=rl.node(rev),
+            p1=rl.node(p1r),
+            p2=rl.node(p2r),
+            linknode=linknode(rev),
+            deltabase=rl.node(base),
+            delta=delta,
+            flags=flags if version == b"03" else 0,
+        )
+        sent.add(rev)
+        prev = rev
+
+
+_CENSORED = 1 << 15
+
+
+def _manifestchanges(ml: Revlog, mrev: int, p1mrev: int) -> Iterator[tuple[bytes, bytes]]:
+    """``(path, filenode)`` of every line of manifest ``mrev`` that differs from manifest
+    ``p1mrev`` (all lines when it is null), read from a line-aligned delta."""
+    if p1mrev == NULLREV:
+        data = ml.rawdata(mrev)
+    else:
+        base, delta = ml.storeddelta(mrev)
+        if base != p1mrev:
+            delta = ml.revdiff(p1mrev, mrev)
+        data = b"".join(h[2] for h in mdiff.hunks(delta))
+        if data and not data.endswith(b"\n"):
+            data = ml.rawdata(mrev)  # not line-aligned: fall back to the whole text
+    for line in data.split(b"\n"):
+        if not line:
+            continue
+        path, sep, rest = line.partition(b"\0")
+        if not sep or len(rest) < 40:
+            raise AbortError(f"{ml.indexfile}: bad manifest line in revision {mrev}")
+        yield path, bytes.fromhex(rest[:40].decode("ascii"))
+
+
+def makechangegroup(
+    repo: Repository,
+    outgoing: Outgoing,
+    version: bytes = b"02",
+) -> Iterator[bytes]:
+    """The changegroup of ``outgoing.missing`` as chunks (spec §8.4, §8.5), streamed.
+
+    Changesets in revision order, then the manifests they reference and the file
+    revisions those introduce, minus what the receiver has (linkrev in
+    ``outgoing.commonrevs``); linknode = the first outgoing changeset referencing it.
+    """
+    _headerstruct(version)
+    cl = repo.changelog
+    ml = repo.manifestlog
+    csets = outgoing.missing
+    commonrevs = outgoing.commonrevs
+    mfs: dict[bytes, bytes] = {}  # manifest node -> linknode
+
+    def clnode(rev: int) -> bytes:
+        return cl.node(rev)
+
+    def cldeltas() -> Iterator[RevisionDelta]:
+        for d in _revisiondeltas(cl, csets, version, clnode, lambda r: r in commonrevs):
+            mnode = _manifestnode(cl.rawdata(d.node))
+            if mnode != NULLID:
+                mfs.setdefault(mnode, d.node)
+            yield d
+
+    fnodes: dict[bytes, dict[bytes, bytes]] = {}  # path -> filenode -> linknode
+
+    def mfdeltas() -> Iterator[RevisionDelta]:
+        mrevs = sorted(r for r in (ml.rev(n) for n in mfs) if ml.linkrev(r) not in commonrevs)
+        # file revisions: lines changed against the p1 changeset's manifest
+        for crev in csets:
+            mnode = _manifestnode(cl.rawdata(crev))
+            if mnode == NULLID:
+                continue
+            p1 = cl.parentrevs(crev)[0]
+            p1m = ml.rev(_manifestnode(cl.rawdata(p1))) if p1 != NULLREV else NULLREV
+            mrev = ml.rev(mnode)
+            if p1m == mrev:
+                continue
+            linknode = cl.node(crev)
+            for path, fnode in _manifestchanges(ml, mrev, p1m):
+                fnodes.setdefault(path, {}).setdefault(fnode, linknode)
+        yield from _revisiondeltas(
+            ml,
+            mrevs,
+            version,
+            lambda r: mfs[ml.node(r)],
+            lambda r: ml.linkrev(r) in commonrevs,
+        )
+
+    def filegroups() -> Iterator[tuple[bytes, Iterator[RevisionDelta]]]:
+        for path in sorted(fnodes):
+            fl = repo.file(path)
+            links = fnodes[path]
+            revs = []
+            for fnode in links:
+                try:
+                    r = fl.rev(fnode)
+                except LookupNodeError:
+                    raise AbortError(
+                        f"data/{path.decode('utf-8', 'replace')}: missing file revision"
+                        f" {fnode.hex()}"
+                    ) from None
+                if fl.linkrev(r) not in commonrevs:
+                    revs.append(r)
+            if not revs:
+                continue
+            revs.sort()
+            yield (
+                path,
+                _revisiondeltas(
+                    fl,
+                    revs,
+                    version,
+                    lambda r, fl=fl, links=links: links[fl.node(r)],  # type: ignore[misc]
+                    lambda r, fl=fl: fl.linkrev(r) in commonrevs,  # type: ignore[misc]
+                ),
+            )
+
+    yield from packgroups(version, cldeltas(), mfdeltas(), filegroups())
+
+
+def _manifestnode(cltext: bytes) -> bytes:
+    """The manifest node named on the first line of a changelog text."""
+    if not cltext:
+        return NULLID
+    try:
+        node = bytes.fromhex(cltext[:40].decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        raise AbortError("bad manifest node in changelog entry") from None
+    if len(node) != 20:
+        raise AbortError("bad manifest node in changelog entry")
+    return node
+
+
+def outgoingversions(requirements: Iterable[bytes]) -> tuple[bytes, ...]:
+    """Changegroup versions hgwire can produce for a repository of ``requirements``."""
+    if b"treemanifest" in set(requirements):
+        return (b"03",)
+    return SUPPORTED_VERSIONS
+
+
+# ---------------------------------------------------------------------------------------
+# Application to a repository (§8.6)
+
+
+@dataclass
+class ApplyResult:
+    """What :func:`apply` did: ``added`` changeset nodes (new ones, in order),
+    ``ret`` the head-count result (§8.6), revision and file counts for the summary."""
+
+    added: list[bytes]
+    ret: int
+    changesets: int
+    revisions: int
+    files: int
+    deltaheads: int
+    bundlerevs: list[int]
+
+    def summary(self) -> bytes:
+        """Mercurial's one-line report of a changegroup application."""
+        heads = b""
+        if self.deltaheads > 0:
+            heads = b" (+%d heads)" % self.deltaheads
+        elif self.deltaheads < 0:
+            heads = b" (%d heads)" % self.deltaheads
+        return b"added %d changesets with %d changes to %d files%s\n" % (
+            self.changesets,
+            self.revisions,
+            self.files,
+            heads,
+        )
+
+
+def _openheads(repo: Repository) -> set[bytes]:
+    cl = repo.changelog
+    return {cl.node(r) for r in cl.headrevs()} if len(cl) else {NULLID}
+
+
+def apply(
+    repo: Repository,
+    unpacker: CgUnpacker,
+    *,
+    tr: Transaction | None = None,
+    targetphase: int = phasesmod.DRAFT,
+    phaseall: int | None = None,
+    expectedtotal: int | None = None,
+) -> ApplyResult:
+    """Add a changegroup to ``repo`` (spec §8.6): changelog, manifests, files, then phases.
+
+    Runs inside ``tr`` or its own transaction; on any error nothing is kept. New
+    changesets get at least ``targetphase`` (draft on pull); ``phaseall`` then moves
+    every changeset of the bundle down to that phase (a push: public into a publishing
+    repository, draft into a non-publishing one, as Mercurial does).
+    Tree manifests are refused (flat-manifest storage only).
+    """
+    if tr is None:
+        with repo.transaction(b"unbundle") as own:
+            return apply(
+                repo,
+                unpacker,
+                tr=own,
+                targetphase=targetphase,
+                phaseall=phaseall,
+                expectedtotal=expectedtotal,
+            )
+    try:
+        return _apply(repo, unpacker, tr, targetphase, phaseall, expectedtotal)
+    except (HgwireError, ValueError) as exc:
+        if isinstance(exc, HgwireError) and not isinstance(exc, LookupNodeError):
+            raise
+        raise AbortError(f"cannot apply changegroup: {exc}") from exc
+
+
+def _apply(
+    repo: Repository,
+    unpacker: CgUnpacker,
+    tr: Transaction,
+    targetphase: int,
+    phaseall: int | None,
+    expectedtotal: int | None,
+) -> ApplyResult:
+    cl = repo.changelog
+    oldheads = _openheads(repo)
+    oldlen = len(cl)
+
+    def cllink(_node: bytes) -> int:
+        return len(cl)
+
+    def group(
+        what: str, it: Iterator[RevisionDelta], rl: Revlog, link: Callable[[bytes], int]
+    ) -> list[int]:
+        try:
+            return rl.addgroup(it, link, tr)
+        except LookupNodeError as exc:
+            key = exc.key.hex() if isinstance(exc.key, bytes) else str(exc.key)
+            raise AbortError(f"{what}: unknown parent or delta base {key}") from exc
+
+    clrevs = group("changelog", unpacker.changelog(), cl, cllink)
+    if expectedtotal is not None and len(clrevs) != expectedtotal:
+        raise AbortError(f"received {len(clrevs)} changesets, the bundle announced {expectedtotal}")
+
+    def linkrev(node: bytes) -> int:
+        try:
+            return cl.rev(node)
+        except LookupNodeError:
+            raise AbortError(f"unknown linknode {node.hex()}") from None
+
+    group("manifests", unpacker.manifests(), repo.manifestlog, linkrev)
+    for name, _deltas in unpacker.trees():
+        raise AbortError(
+            f"bundle contains tree manifests ({name.decode('utf-8', 'replace')}),"
+            " which this repository does not support"
+        )
+    nfiles = nrevs = 0
+    for path, deltas in unpacker.files():
+        fl = repo.file(path)
+        before = len(fl)
+        group(f"data/{path.decode('utf-8', 'replace')}", deltas, fl, linkrev)
+        added = len(fl) - before
+        nfiles += 1
+        nrevs += added
+    added_revs = list(range(oldlen, len(cl)))
+    # phases (§8.6 step 4): new changesets get at least ``targetphase``; ``phaseall``
+    # then lowers every changeset of the bundle (duplicates included) to that phase
+    if clrevs:
+        pc = phasesmod.PhaseCache.load(repo)
+        if targetphase != phasesmod.PUBLIC:
+            pc.retract_boundary(targetphase, added_revs)
+        if phaseall is not None:
+            pc.advance_boundary(phaseall, clrevs)
+        pc.write(tr, repo.svfs)
+    newheads = {cl.node(r) for r in cl.headrevs()} if len(cl) else {NULLID}
+    deltaheads = len(newheads) - len(oldheads)
+    for h in newheads - oldheads:
+        if cl.branchinfo(cl.rev(h))[1]:
+            deltaheads -= 1
+    ret = deltaheads - 1 if deltaheads < 0 else deltaheads + 1
+    return ApplyResult(
+        added=[cl.node(r) for r in added_revs],
+        ret=ret,
+        changesets=len(added_revs),
+        revisions=nrevs,
+        files=nfiles,
+        deltaheads=deltaheads,
+        bundlerevs=clrevs,
+    )
+
+
 __all__: Sequence[str] = (
     "MAX_CHUNK",
     "NULLID",
     "SUPPORTED_VERSIONS",
+    "ApplyResult",
     "CgUnpacker",
     "DeltaGroup",
+    "Outgoing",
     "Readable",
     "RevisionDelta",
+    "apply",
     "chunk",
     "chunkheader",
     "closechunk",
     "deltachunk",
     "deltaheader",
+    "findoutgoing",
     "getchunk",
     "headersize",
+    "makechangegroup",
+    "outgoingversions",
     "packgroups",
     "parsedelta",
     "readexactly",
