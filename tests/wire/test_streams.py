@@ -113,15 +113,24 @@ def test_corrupt_input_is_an_encoding_error(name: str) -> None:
         dec.decode(b"\xde\xad\xbe\xef" * 8)
 
 
-def test_zlib_data_after_a_finished_stream_is_refused() -> None:
-    finished = zlib.compress(b"abc")
-    dec = S.make_decoder(b"zlib")
+@pytest.mark.parametrize("limit", [None, MiB])
+@pytest.mark.parametrize(
+    ("name", "finish"),
+    [("zlib", zlib.compress), ("zstd-8mb", zstandard.ZstdCompressor().compress)],
+)
+def test_data_after_a_finished_stream_is_refused(name: str, finish: Any, limit: Any) -> None:
+    """hgwire streams are never finished (spec §2.1); bytes after an end are an error."""
+    finished = finish(b"abc")
+    stream = S.InputStream(2, max_frame_output=limit)
+    stream.set_decoder(name.encode())
     with pytest.raises(EncodingError, match="past its end"):
-        dec.decode(finished + b"junk")
-    dec = S.make_decoder(b"zlib")
-    assert dec.decode(finished) == b"abc"
+        stream.decode(finished + b"junk")
+    stream = S.InputStream(2, max_frame_output=limit)
+    stream.set_decoder(name.encode())
+    assert stream.decode(finished) == b"abc"
+    assert stream.decode(b"") == b""
     with pytest.raises(EncodingError, match="past its end"):
-        dec.decode(b"more")
+        stream.decode(b"more")
 
 
 # -- limits --------------------------------------------------------------------------------

@@ -210,26 +210,39 @@ class Zstd8mbDecoder:
 
     def decode(self, data: BytesLike, limit: int | None = None) -> bytes:
         d = self._decompressor
+        if d.eof:
+            if data:
+                raise EncodingError("zstd-8mb stream continues past its end")
+            return b""
         try:
-            if limit is None:
-                return d.decompress(data)
-            view = memoryview(data).cast("B")
-            size = len(view)
-            parts: list[bytes] = []
-            produced = 0
-            pos = 0
-            while pos < size:
-                step = max(_ZSTD_MIN_STEP, (limit - produced) // _ZSTD_MAX_RATIO)
-                piece = d.decompress(view[pos : pos + step])
-                pos += step
-                if piece:
-                    produced += len(piece)
-                    if produced > limit:
-                        raise _too_much(self.name, limit)
-                    parts.append(piece)
-            return parts[0] if len(parts) == 1 else b"".join(parts)
+            out = self._decode(data, limit)
         except zstandard.ZstdError as exc:
             raise EncodingError(f"zstd-8mb decoding failed: {exc}") from None
+        if d.eof and d.unused_data:
+            raise EncodingError("zstd-8mb stream continues past its end")
+        return out
+
+    def _decode(self, data: BytesLike, limit: int | None) -> bytes:
+        d = self._decompressor
+        if limit is None:
+            return d.decompress(data)
+        view = memoryview(data).cast("B")
+        size = len(view)
+        parts: list[bytes] = []
+        produced = 0
+        pos = 0
+        while pos < size and not d.eof:
+            step = max(_ZSTD_MIN_STEP, (limit - produced) // _ZSTD_MAX_RATIO)
+            piece = d.decompress(view[pos : pos + step])
+            pos += step
+            if piece:
+                produced += len(piece)
+                if produced > limit:
+                    raise _too_much(self.name, limit)
+                parts.append(piece)
+        if pos < size:
+            raise EncodingError("zstd-8mb stream continues past its end")
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def make_decoder(name: object, extra_values: Sequence[Any] = ()) -> Decoder:
