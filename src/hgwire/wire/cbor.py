@@ -10,10 +10,10 @@ Mercurial's messages for what it rejects, plus limits Mercurial lacks (``max_len
 
 Decoding has two engines that always agree:
 
-* a fast path that lets ``cbor2``'s C decoder decode complete top-level values straight
-  from the buffer, then checks the result for anything outside Mercurial's subset (text,
-  floats, simple values, immutable containers standing for collections used as keys or
-  set members, nesting and size limits);
+* a fast path: a regex (run by ``re`` in C) confirms that every item in the buffer starts
+  with an initial byte Mercurial accepts, then ``cbor2``'s C decoder, set up to refuse
+  indefinite lengths, other tags and collections as keys or set members, decodes the
+  complete top-level values straight from the buffer;
 * an exact pure-Python engine, resumable item by item, which mirrors Mercurial's state
   machine. It takes over whenever the fast path cannot prove a value acceptable (errors,
   top-level indefinite byte strings) and for a value still incomplete at the end of the
@@ -24,6 +24,7 @@ Decoding has two engines that always agree:
 from __future__ import annotations
 
 import io
+import re
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -142,7 +143,6 @@ _NINT: Final = _make_head_table(1)
 _BYTES_HEAD: Final = _make_head_table(2)
 _ARRAY_HEAD: Final = _make_head_table(4)
 _MAP_HEAD: Final = _make_head_table(5)
-_SCALAR_TYPES: Final = frozenset((bytes, int, bool, type(None)))
 _BYTESLIKE: Final = (bytes, bytearray, memoryview)
 
 
@@ -358,37 +358,58 @@ class _TagPolicy(dict[int, Any]):
 _TAG_POLICY: Final = _TagPolicy()
 
 
-def _ok(v: Any, depth: int, max_depth: int) -> bool:
-    """Whether a cbor2-decoded container (at nesting ``depth``) is within hg's subset.
+def _items_pattern() -> re.Pattern[bytes]:
+    """A regex matching a run of CBOR items whose initial bytes Mercurial accepts.
 
-    cbor2 turns collections used as map keys or set members into tuples, frozensets and
-    frozendicts, and text/floats/simple values into other types, so a type check of
-    every member suffices. Sizes need no check: the caller only asks about values whose
-    encoded size is within ``max_length``, and a declared length can never exceed the
-    encoded size.
+    Items: integers (any argument size), byte strings of definite length below 24,
+    array and map headers of definite length, tag 258 in its shortest form, and
+    ``false``/``true``/``null``. Text, floats, other simple values and tags, breaks,
+    indefinite lengths and reserved additional information all stop the run. The
+    quantifier is possessive: one pass, no backtracking state.
     """
-    if depth > max_depth:
-        return False
-    t = type(v)
-    scalars = _SCALAR_TYPES
-    if t is dict:
-        if not set(map(type, v)) <= scalars:
-            return False
-        if set(map(type, v.values())) <= scalars:
-            return True
-        depth += 1
-        for x in v.values():
-            if type(x) not in scalars and not _ok(x, depth, max_depth):
-                return False
-        return True
-    if t is list:
-        if set(map(type, v)) <= scalars:
-            return True
-        depth += 1
-        return all(type(x) in scalars or _ok(x, depth, max_depth) for x in v)
-    if t is set:
-        return set(map(type, v)) <= scalars
-    return False
+
+    def cls(values: Iterable[int]) -> bytes:
+        return b"[" + b"".join(re.escape(bytes((v,))) for v in values) + b"]"
+
+    ints = (0x00, 0x20, 0x80, 0xA0)  # uint, negint, array, map: the argument only
+    one = cls([*(m + i for m in ints for i in range(24)), 0x40, 0xF4, 0xF5, 0xF6])
+    branches = [one]
+    for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        branches.append(cls(m + info for m in ints) + b".{%d}" % size)
+    branches.extend(re.escape(bytes((0x40 + n,))) + b".{%d}" % n for n in range(1, 24))
+    branches.append(re.escape(_TAG_SET_HEADER))
+    return re.compile(b"(?:" + b"|".join(branches) + b")*+", re.DOTALL)
+
+
+_ITEMS_MATCH: Final = _items_pattern().match
+_LONG_BYTES: Final = {
+    0x58: struct.Struct(">B"),
+    0x59: struct.Struct(">H"),
+    0x5A: struct.Struct(">I"),
+    0x5B: struct.Struct(">Q"),
+}
+
+
+def _verified_end(buf: bytes, pos: int) -> int:
+    """Offset of the first item at or after ``pos`` (an item boundary) that is not
+    plainly acceptable or not complete in ``buf``; ``len(buf)`` if there is none.
+
+    Only initial bytes are judged here (in C, by the regex); structure (counts, map
+    keys, set members, depth) is cbor2's job. Byte strings of 24 bytes or more are
+    skipped in Python, since a regex cannot take a length from the data.
+    """
+    n = len(buf)
+    while True:
+        pos = _ITEMS_MATCH(buf, pos).end()  # type: ignore[union-attr]
+        if pos >= n:
+            return n
+        st = _LONG_BYTES.get(buf[pos])
+        if st is None or pos + 1 + st.size > n:
+            return pos
+        end = pos + 1 + st.size + st.unpack_from(buf, pos + 1)[0]
+        if end > n:
+            return pos
+        pos = end
 
 
 class _Incomplete(Exception):
@@ -497,65 +518,76 @@ class Decoder:
         """Decode as much of ``buf`` as possible; return the first unconsumed offset."""
         n = len(buf)
         pos = 0
+        verified = 0  # buf[pos:verified] holds only items with acceptable initial bytes
         while pos < n:
             if self._fast and not self._stack and not self._indef:
-                pos = self._run_fast(buf, pos, out)
-                if pos >= n:
-                    break
+                if verified <= pos:
+                    verified = _verified_end(buf, pos)
+                if verified > pos:
+                    pos = self._run_fast(buf, pos, verified, out)
+                    if pos >= n:
+                        break
             # The exact engine handles the value at ``pos`` (or its continuation).
-            try:
-                pos = self._run_exact(buf, pos, out)
-            except _Incomplete as inc:
-                self._need = inc.need
+            pos = self._run_exact(buf, pos, out)
+            if self._need:
                 return pos
         return pos
 
-    def _run_fast(self, buf: bytes, pos: int, out: list[Any]) -> int:
-        """Decode complete, acceptable top-level values with cbor2 from ``pos`` onwards.
+    def _run_fast(self, buf: bytes, pos: int, limit: int, out: list[Any]) -> int:
+        """Decode complete top-level values in ``buf[pos:limit]`` with cbor2's C decoder.
 
-        Returns the start of the first value it could not vouch for (or ``len(buf)``).
+        The region holds only items with initial bytes Mercurial accepts (see
+        :func:`_verified_end`), so cbor2 can only produce integers, byte strings, bools,
+        ``None``, lists, dicts and sets. ``strict_hashable_types`` makes it refuse
+        anything but byte (or text) strings as map keys and set members, which rules out
+        collections there; its depth limit counts tag 258 as a level, so it is at least
+        as strict as ours. Returns the start of the first value it could not vouch for:
+        the exact engine decides that one (errors, int keys, top-level indefinite byte
+        strings, values cut short).
         """
-        n = len(buf)
         fp = io.BytesIO(buf)
         fp.seek(pos)
-        dec = cbor2.CBORDecoder(
+        decode = cbor2.CBORDecoder(
             fp,
             semantic_decoders=_TAG_POLICY,
             allow_indefinite=False,
-            max_depth=self.max_depth + 1,  # cbor2 counts tag 258 as a level; _ok is exact
-        )
-        decode = dec.decode
+            strict_hashable_types=True,
+            max_depth=self.max_depth,
+        ).decode
         tell = fp.tell
         append = out.append
-        scalars = _SCALAR_TYPES
-        max_depth = self.max_depth
         # A value no longer than max_length cannot declare a length beyond it; bigger
         # values (and those over max_buffer) are left to the exact engine to judge.
         max_size = min(self.max_buffer, self.max_length)
+        check_size = limit - pos > max_size
         try:
-            while pos < n:
+            while pos < limit:
                 v = decode()
                 end = tell()
-                if end - pos > max_size:
-                    return pos
-                if type(v) not in scalars and not _ok(v, 1, max_depth):
-                    return pos
+                if end > limit or (check_size and end - pos > max_size):
+                    break
                 append(v)
                 pos = end
-        except Exception:  # anything cbor2 rejects or cannot finish: the exact engine decides
-            return pos
+        except Exception:  # whatever cbor2 rejects or cannot finish: exact engine decides
+            pass
         return pos
 
     def _run_exact(self, buf: bytes, pos: int, out: list[Any]) -> int:
         """Mercurial's decoder state machine, from ``pos`` until one top-level value ends.
 
-        Raises :class:`_Incomplete` (consumed items stay consumed: containers keep their
-        partial contents) or :class:`CBORDecodeError` with Mercurial's messages.
+        Returns the offset reached. If it stopped inside an item that is cut short, sets
+        ``_need`` to the bytes that item needs (items before it stay consumed: containers
+        keep their partial contents). Raises :class:`CBORDecodeError` with Mercurial's
+        messages.
         """
         stack = self._stack
         n = len(buf)
         while pos < n:
-            kind, value, end = self._item(buf, pos)
+            try:
+                kind, value, end = self._item(buf, pos)
+            except _Incomplete as inc:
+                self._need = inc.need
+                return pos
             self._vbytes += end - pos
             if self._vbytes > self.max_buffer:
                 raise CBORDecodeError(
