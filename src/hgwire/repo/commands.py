@@ -285,6 +285,7 @@ def cmd_log(args: argparse.Namespace) -> int:
         revs: list[int] = []
         for spec in args.rev:
             revs.extend(view.revs(spec))
+        revs = list(dict.fromkeys(revs))  # several -r give their union, in order (as hg)
     else:
         revs = list(range(len(view.dag) - 1, -1, -1))
     if args.limit is not None:
