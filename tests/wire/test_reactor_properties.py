@@ -123,7 +123,7 @@ def respond(
     requests = [client.call_command(b"cmd%d" % i)[0] for i in range(len(responses))]
     body = client.flush_commands()
     assert isinstance(body, SendFrames)
-    server = ServerReactor()
+    server = ServerReactor(answer_empty_output=True)
     events = server.receive_data(body.to_bytes())
     runs = [e for e in events if isinstance(e, RunCommand)]
     assert len(runs) == len(responses)

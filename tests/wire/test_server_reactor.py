@@ -388,7 +388,7 @@ def test_in_flight_slot_freed_when_response_sent() -> None:
     assert isinstance(reactor.on_frame(req(1, NEW, command(b"a"), BEGIN)), RunCommand)
     out = reactor.on_command_response_objects(reactor.output_stream(), 1, [])
     assert isinstance(out, SendFrames)
-    assert decode_response(list(out.frames)) == {1: [{b"status": b"ok"}]}
+    assert list(out.frames) == []  # as 6.0: no output objects, no frames
     assert reactor.active_requests == set()
     assert isinstance(reactor.on_frame(req(1, NEW, command(b"b"))), RunCommand)
 
@@ -665,3 +665,13 @@ def test_deviation_failure_on_compressed_stream_keeps_it_decodable(encoding: byt
     assert not [e for e in events if isinstance(e, ProtocolErrorEvent)]
     assert first.server_error is not None
     assert list(second) == [{b"status": b"ok"}, b"fine"]
+
+
+def test_answer_empty_output_option() -> None:
+    """Optional difference from 6.0: a command without objects still gets a status."""
+    reactor = started(answer_empty_output=True)
+    out = reactor.on_command_response_objects(reactor.output_stream(), 1, [])
+    assert isinstance(out, SendFrames)
+    frames = list(out.frames)
+    assert decode_response(frames) == {1: [{b"status": b"ok"}]}
+    assert frames[-1].flags == CommandResponseFlag.EOS

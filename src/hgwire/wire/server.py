@@ -266,6 +266,7 @@ class ServerReactor:
         max_request_size: int = DEFAULT_MAX_REQUEST_SIZE,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         stream_command_data: bool = False,
+        answer_empty_output: bool = False,
     ) -> None:
         self.defer_output = defer_output
         self.encodings = tuple(encodings)
@@ -273,6 +274,9 @@ class ServerReactor:
         self.max_request_size = max_request_size
         self.max_in_flight = max_in_flight
         self.stream_command_data = stream_command_data
+        #: A command without output objects gets no frame at all in 6.0 (its client never
+        #: sees a status); with this set it gets ``{status: ok}`` and ``eos``.
+        self.answer_empty_output = answer_empty_output
         self._state = ServerState.INITIAL
         self._next_stream_id = 2
         self._deferred: list[Iterator[Frame]] = []
@@ -752,11 +756,11 @@ class ServerReactor:
                     obj = next(objects)
                 except StopIteration:
                     yield from emitter.finish()
-                    if not emitted:
-                        # 6.0 sends nothing at all, leaving the client waiting for a status;
-                        # hgwire answers {status: ok} and eos.
+                    if not emitted and self.answer_empty_output:
                         yield from _ok_frames(stream, rid)
-                    yield from _eos_frames(stream, rid, self.max_frame_size)
+                        emitted = True
+                    if emitted:
+                        yield from _eos_frames(stream, rid, self.max_frame_size)
                     return
                 except CommandError as e:
                     yield from emitter.abort()
