@@ -314,3 +314,11 @@ def test_retain_objects_off() -> None:
     events = reactor.on_frame(response(1, EOS, cbor.dumps({b"status": b"ok"}) + b"\x01", BEGIN))
     assert ResponseObjects(1, [{b"status": b"ok"}, 1]) in events
     assert list(request) == []
+
+
+def test_receive_frame_size_limit() -> None:
+    reactor, _ = sent(max_receive_frame_size=100)
+    data = response(1, EOS, b"\x00" * 101, BEGIN).to_bytes()
+    (event,) = reactor.receive_data(data)
+    assert isinstance(event, ProtocolErrorEvent)
+    assert "101" in event.message

@@ -30,7 +30,6 @@ from hgwire.wire.events import (
 )
 from hgwire.wire.frames import (
     DEFAULT_MAX_FRAME_SIZE,
-    MAX_PAYLOAD_LENGTH,
     CommandResponseFlag,
     Frame,
     FrameReader,
@@ -156,6 +155,7 @@ class ClientReactor:
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         retain_objects: bool = True,
         max_decoded_frame_size: int | None = streams.DEFAULT_MAX_FRAME_OUTPUT,
+        max_receive_frame_size: int = 1 << 20,
     ) -> None:
         self.buffer_sends = buffer_sends
         self.multiple_send = multiple_send
@@ -164,6 +164,8 @@ class ClientReactor:
         self.retain_objects = retain_objects
         #: Cap on what one encoded payload may decode to (decompression bombs); None: none.
         self.max_decoded_frame_size = max_decoded_frame_size
+        #: Largest frame payload :meth:`receive_data` accepts (servers send <= 32768).
+        self.max_receive_frame_size = max_receive_frame_size
         self._can_issue = True
         self._can_send = True
         self._settings_sent = False
@@ -252,7 +254,7 @@ class ClientReactor:
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[ClientEvent]:
         """Feed raw bytes from the server; returns the events of every complete frame."""
         if self._reader is None:
-            self._reader = FrameReader(MAX_PAYLOAD_LENGTH)
+            self._reader = FrameReader(self.max_receive_frame_size)
         events: list[ClientEvent] = []
         try:
             for frame in self._reader.iter_feed(data):
