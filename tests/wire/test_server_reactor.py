@@ -675,3 +675,23 @@ def test_answer_empty_output_option() -> None:
     frames = list(out.frames)
     assert decode_response(frames) == {1: [{b"status": b"ok"}]}
     assert frames[-1].flags == CommandResponseFlag.EOS
+
+
+@pytest.mark.parametrize("encoding", [b"zlib", b"zstd-8mb"])
+def test_failure_before_output_on_compressed_stream(encoding: bytes) -> None:
+    """Nothing was compressed yet: only the unencoded error goes out, no settings frame."""
+
+    def failing() -> Iterator[Any]:
+        raise CommandError(b"bad")
+        yield 1  # pragma: no cover
+
+    server = ServerReactor()
+    server.on_frame(settings([encoding]))
+    assert isinstance(server.on_frame(req(1, NEW, command(b"a"))), RunCommand)
+    out = server.on_command_response_objects(server.output_stream(), 1, failing())
+    assert isinstance(out, SendFrames)
+    (frame,) = out.frames
+    assert frame.stream_flags == BEGIN
+    assert cbor.Decoder().feed(bytes(frame.payload)) == [
+        {b"status": b"error", b"error": {b"message": b"bad"}}
+    ]

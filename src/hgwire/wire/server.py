@@ -763,11 +763,13 @@ class ServerReactor:
                         yield from _eos_frames(stream, rid, self.max_frame_size)
                     return
                 except CommandError as e:
-                    yield from emitter.abort()
+                    if emitted:
+                        yield from emitter.abort()
                     yield self._command_error_frame(stream, rid, e.message, e.msgargs)
                     return
                 except Exception as e:
-                    yield from emitter.abort()
+                    if emitted:
+                        yield from emitter.abort()
                     yield self._error_frame(stream, rid, _exc_bytes(e))
                     return
                 try:
@@ -801,7 +803,8 @@ class ServerReactor:
                     else:
                         yield from emitter.send_object(obj)
                 except Exception as e:
-                    yield from emitter.abort()
+                    if emitted:
+                        yield from emitter.abort()
                     yield self._error_frame(stream, rid, _exc_bytes(e))
                     return
         finally:
