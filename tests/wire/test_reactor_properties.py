@@ -17,12 +17,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hgwire.errors import CommandError
 from hgwire.wire.client import ClientReactor
 from hgwire.wire.events import ProtocolErrorEvent, RunCommand, SendFrames, WantFrame
 from hgwire.wire.frames import Frame, read_frames
 from hgwire.wire.server import ServerReactor
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 scalars = (
     st.binary(max_size=40)
@@ -116,8 +117,20 @@ def test_request_fragmentation_and_interleaving(
     assert got == expected
 
 
+def outcome_objects(objs: list[Any], outcome: str) -> Iterator[Any]:
+    """The objects, then the failure named by ``outcome`` (none for "ok")."""
+    yield from objs
+    if outcome == "command-error":
+        raise CommandError(b"bad %s", [b"x"])
+    if outcome == "exception":
+        raise ValueError("boom")
+
+
 def respond(
-    responses: list[list[Any]], encoding: bytes, rnd: random.Random
+    responses: list[list[Any]],
+    encoding: bytes,
+    rnd: random.Random,
+    outcomes: list[str] | None = None,
 ) -> tuple[bytes, ClientReactor, list[Any]]:
     client = ClientReactor(content_encodings=[encoding])
     requests = [client.call_command(b"cmd%d" % i)[0] for i in range(len(responses))]
@@ -132,7 +145,10 @@ def respond(
     for run, objs in zip(runs, responses, strict=True):
         # Identity: one stream shared by all; compressed: one stream (context) each.
         stream = shared if encoding == b"identity" else server.output_stream()
-        out = server.on_command_response_objects(stream, run.request_id, iter(objs))
+        outcome = outcomes[run.request_id // 2] if outcomes else "ok"
+        out = server.on_command_response_objects(
+            stream, run.request_id, outcome_objects(objs, outcome)
+        )
         assert isinstance(out, SendFrames)
         groups.append(list(out.frames))
     if encoding == b"identity":
@@ -231,3 +247,34 @@ def test_random_bytes_never_raise(data: bytes, rnd: random.Random) -> None:
         client.receive_data(piece)
     server.on_input_eof()
     client.on_input_eof()
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.tuples(response_objects, st.sampled_from(["ok", "command-error", "exception"])),
+        min_size=1,
+        max_size=4,
+    ),
+    st.sampled_from([b"identity", b"zlib", b"zstd-8mb"]),
+    st.randoms(use_true_random=False),
+)
+def test_failing_commands_leave_other_responses_intact(
+    cases: list[tuple[list[Any], str]], encoding: bytes, rnd: random.Random
+) -> None:
+    responses = [objs for objs, _ in cases]
+    outcomes = [outcome for _, outcome in cases]
+    wire, client, requests = respond(responses, encoding, rnd, outcomes)
+    events: list[Any] = []
+    for piece in fragment(wire, rnd):
+        events.extend(client.receive_data(piece))
+    for request, (objs, outcome) in zip(requests, cases, strict=True):
+        assert request.complete
+        if outcome == "ok":
+            assert request.decode_error is None
+            assert list(request) == [{b"status": b"ok"}, *objs]
+        elif outcome == "exception":
+            assert request.server_error is not None
+        elif not objs:
+            assert request.error is not None
+            assert str(request.error) == "bad x"
