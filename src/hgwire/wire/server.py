@@ -648,6 +648,10 @@ class ServerReactor:
 
         ``objects`` may raise :class:`~hgwire.errors.CommandError` (becomes a status
         error map) or any other exception (becomes an ``error-response`` frame).
+
+        The frames are produced as they are pulled. A compressing stream has one context
+        (spec §2.1): send one response's frames completely before another's on the same
+        stream, or give each concurrently sent response its own :meth:`output_stream`.
         """
         return self._handle_send(self._response_frames(stream, request_id, iter(objects)))
 
