@@ -92,3 +92,16 @@ class BundleUnknownFeatureError(BundleError):
             names = ", ".join(p.decode("latin-1") for p in self.params)
             what.append("parameters " + names)
         super().__init__("missing support for " + "; ".join(what or ["unknown feature"]))
+
+
+class UnknownRevisionError(HgwireError):
+    """A revision symbol (``lookup`` key) names no served changeset.
+
+    Not a :class:`CommandError`: Mercurial 6.0 answers an unknown ``lookup`` key with a
+    server error (an ``error-response`` frame, wire spec §3.4 / §8.2), whose message is
+    ``str()`` of this exception, e.g. ``unknown revision 'nope'``.
+    """
+
+    def __init__(self, message: bytes) -> None:
+        self.message = message
+        super().__init__(message.decode("utf-8", "surrogateescape"))
