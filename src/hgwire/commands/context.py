@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hgwire.repo.localrepo import Repository
@@ -44,6 +44,10 @@ class ServerConfig:
     api_http_v2: bool = True
     #: ``experimental.sshserver.support-v2``.
     sshserver_v2: bool = True
+    #: Content-redirect targets to advertise (v2 capabilities ``redirect``, spec §3.6,
+    #: §7.3): maps with ``name``, ``protocol``, ``uris`` and optionally ``snirequired``,
+    #: ``tlsversions``. Empty (the default): no ``redirect`` key is advertised.
+    redirect_targets: list[dict[bytes, Any]] = field(default_factory=list)
     #: Anything else from the hgrc, ``(section, name) -> value``.
     extra: dict[tuple[bytes, bytes], bytes] = field(default_factory=dict)
 
