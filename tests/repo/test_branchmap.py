@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,32 @@ def test_vector_repo_branchmap(public_repo: Path, public_repo_facts: dict[str, A
     )
     heads = [repo.changelog.node(r).hex() for r in bm.branchheads(b"default", closed=True)]
     assert sorted(heads) == sorted(public_repo_facts["served_heads"])
+
+
+@pytest.mark.interop
+def test_revision_branch_cache_used_and_validated(
+    full_repo: hgrepos.GeneratedRepo, repo_copy: Callable[[Path], Path]
+) -> None:
+    """hg's rbc cache (v1 from 6.0, v2 from 7.2) gives the same answer as the changelog,
+    and damaged records (wrong node prefix, unknown branch index) are not trusted."""
+    path = repo_copy(full_repo.path)
+    repo = Repository.open(path)
+    cl = repo.changelog
+    truth = branchmap.read_branchinfo(len(cl), cl.branchinfo)
+    cache = path / ".hg" / "cache"
+    revs_file = next(cache.glob("rbc-revs-v*"))
+    cached = branchmap.read_branchinfo_cached(len(cl), cl.node, cl.branchinfo, repo.cachevfs)
+    assert [cached.branch(r) for r in range(len(cl))] == [truth.branch(r) for r in range(len(cl))]
+    assert cached.closed == truth.closed
+    # lie in the cache: every record says "branch 0, closed"; node prefixes of half of
+    # them are broken, the other half point at an unknown name index
+    data = bytearray(revs_file.read_bytes())
+    for rev in range(len(data) // 8):
+        if rev % 2:
+            data[rev * 8 : rev * 8 + 4] = b"\x01\x02\x03\x04"
+        data[rev * 8 + 4 : rev * 8 + 8] = (0x80000000 | 999).to_bytes(4, "big")
+    revs_file.write_bytes(bytes(data))
+    damaged = branchmap.read_branchinfo_cached(len(cl), cl.node, cl.branchinfo, repo.cachevfs)
+    assert [damaged.branch(r) for r in range(len(cl))] == [truth.branch(r) for r in range(len(cl))]
+    assert damaged.closed == truth.closed
+    assert branchmap.for_repo(repo) == branchmap.for_repo(repo, use_cache=False)

@@ -3,9 +3,10 @@
 Storage spec §6.3: a changeset's branch is its ``branch`` extra (``default`` when absent);
 a branch head is a changeset of that branch with no child on the same branch; it is closed
 when its changeset carries ``close`` in extra, and a branch is closed when all its heads
-are. Mercurial's caches (``cache/branch2-*``, ``rbc-*``) are never needed to answer this;
-hgwire reads the changelog and writes no branch cache, so Mercurial's self-validating
-caches stay consistent (it recomputes them when they no longer match).
+are. Mercurial's caches are never needed to answer this: hgwire reads the changelog,
+using valid records of the revision-branch cache (``cache/rbc-*``) only to avoid
+decompressing changelog entries, and writes no cache, so Mercurial's self-validating caches
+stay consistent (it recomputes them when they no longer match).
 
 Heads are listed in ascending revision order, as Mercurial's branch map lists them; a
 branch's tip is its tipmost open head, or its tipmost head when all are closed.
@@ -13,6 +14,7 @@ branch's tip is its tipmost open head, or its tipmost head when all are closed.
 
 from __future__ import annotations
 
+import struct
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -124,10 +126,66 @@ def compute(dag: DAG, info: BranchInfo, visible: bytearray | bytes | None = None
     return bmap
 
 
-def for_repo(repo: Any, dag: DAG | None = None, visible: bytearray | None = None) -> BranchMap:
-    """The branch map of ``repo`` (anything with a ``changelog`` offering ``branchinfo``)."""
+RBC_FILES = (("rbc-names-v2", "rbc-revs-v2"), ("rbc-names-v1", "rbc-revs-v1"))
+_RBC_RECORD = struct.Struct(">4sI")
+_RBC_CLOSED = 0x80000000
+
+
+def read_branchinfo_cached(
+    count: int,
+    node: Callable[[int], bytes],
+    branchinfo: Callable[[int], tuple[bytes, bool]],
+    cachevfs: Any,
+) -> BranchInfo:
+    """Like :func:`read_branchinfo`, taking each revision's answer from Mercurial's
+    revision-branch cache (``cache/rbc-names-v2``/``rbc-revs-v2``, or the ``-v1`` files of
+    6.0; spec §6.3) when its record is valid: the record's node prefix matches the
+    changeset and its branch index exists. Other revisions are read from the changelog;
+    the cache is never written."""
+    names_data = revs_data = b""
+    for names_file, revs_file in RBC_FILES:
+        names_data = cachevfs.tryread(names_file)
+        if names_data:
+            revs_data = cachevfs.tryread(revs_file)
+            break
+    if not names_data or not revs_data:
+        return read_branchinfo(count, branchinfo)
+    cached_names = names_data.split(b"\0")
+    usable = min(count, len(revs_data) // _RBC_RECORD.size)
+    records = _RBC_RECORD.iter_unpack(memoryview(revs_data)[: usable * _RBC_RECORD.size])
+    cache: list[tuple[bytes, bool] | None] = []
+    for rev, (prefix, value) in enumerate(records):
+        idx = value & ~_RBC_CLOSED
+        if prefix != b"\0\0\0\0" and idx < len(cached_names) and node(rev)[:4] == prefix:
+            cache.append((cached_names[idx], bool(value & _RBC_CLOSED)))
+        else:
+            cache.append(None)
+
+    def lookup(rev: int) -> tuple[bytes, bool]:
+        if rev < usable:
+            hit = cache[rev]
+            if hit is not None:
+                return hit
+        return branchinfo(rev)
+
+    return read_branchinfo(count, lookup)
+
+
+def for_repo(
+    repo: Any,
+    dag: DAG | None = None,
+    visible: bytearray | None = None,
+    use_cache: bool = True,
+) -> BranchMap:
+    """The branch map of ``repo`` (anything with a ``changelog`` offering ``branchinfo``);
+    with ``use_cache``, valid records of Mercurial's revision-branch cache save reading
+    the changelog entries."""
     cl = repo.changelog
     if dag is None:
         dag = DAG.from_storage(cl)
-    info = read_branchinfo(len(dag), cl.branchinfo)
+    cachevfs = getattr(repo, "cachevfs", None)
+    if use_cache and cachevfs is not None:
+        info = read_branchinfo_cached(len(dag), cl.node, cl.branchinfo, cachevfs)
+    else:
+        info = read_branchinfo(len(dag), cl.branchinfo)
     return compute(dag, info, visible)

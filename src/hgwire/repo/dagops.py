@@ -10,6 +10,7 @@ from two integer arrays (``array('i')``), ``-1`` (nullrev) for "no parent"; buil
 from __future__ import annotations
 
 import heapq
+import operator
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
@@ -44,9 +45,17 @@ class DAG:
         a1, a2 = array("i", p1), array("i", p2)
         if len(a1) != len(a2):
             raise ValueError("parent arrays differ in length")
-        for r in range(len(a1)):
-            if not (-1 <= a1[r] < r and -1 <= a2[r] < r):
-                raise ValueError(f"revision {r} has parents {a1[r]}, {a2[r]}")
+        n = len(a1)
+        # parent < child and parent >= -1, checked with C-level loops (map/max/min)
+        if n and (
+            max(map(operator.sub, a1, range(n))) >= 0
+            or max(map(operator.sub, a2, range(n))) >= 0
+            or min(a1) < -1
+            or min(a2) < -1
+        ):
+            for r in range(n):
+                if not (-1 <= a1[r] < r and -1 <= a2[r] < r):
+                    raise ValueError(f"revision {r} has parents {a1[r]}, {a2[r]}")
         return cls(a1, a2)
 
     @classmethod
@@ -299,15 +308,12 @@ def headrevs(dag: DAG) -> list[int]:
     n = len(dag)
     if n == 0:
         return [NULLREV]
-    ishead = bytearray(b"\x01") * n
-    p1, p2 = dag.p1, dag.p2
-    for r in range(n):
-        a = p1[r]
-        if a >= 0:
-            ishead[a] = 0
-        b = p2[r]
-        if b >= 0:
-            ishead[b] = 0
+    ishead = bytearray(b"\x01") * (n + 1)  # slot n absorbs nullrev (index -1)
+    for p in dag.p1:
+        ishead[p] = 0
+    for p in dag.p2:
+        ishead[p] = 0
+    del ishead[n]
     return _revs_of(ishead)
 
 

@@ -85,19 +85,26 @@ def compute_phases(dag: DAG, roots: Mapping[int, Iterable[int]]) -> bytearray:
     """Every revision's phase (one byte each) from the roots."""
     n = len(dag)
     phase = bytearray(n)
+    start = n
     for ph, revs in roots.items():
         for r in revs:
             if 0 <= r < n and phase[r] < ph:
                 phase[r] = ph
+                start = min(start, r)
+    if start >= n:
+        return phase
+    # Revisions below the lowest root are public; above it, inherit the parents' maximum.
+    # ``phase[-1]`` must read as public for nullrev parents: use a sentinel slot at the end.
+    phase.append(0)
     p1, p2 = dag.p1, dag.p2
-    for r in range(n):
-        a = p1[r]
-        b = p2[r]
-        inherited = phase[a] if a >= 0 else 0
-        if b >= 0 and phase[b] > inherited:
-            inherited = phase[b]
-        if inherited > phase[r]:
-            phase[r] = inherited
+    for r, a, b in zip(range(start, n), p1[start:], p2[start:], strict=True):
+        pa = phase[a]
+        pb = phase[b]
+        if pb > pa:
+            pa = pb
+        if pa > phase[r]:
+            phase[r] = pa
+    del phase[n]
     return phase
 
 
