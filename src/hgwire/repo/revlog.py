@@ -797,10 +797,11 @@ class Revlog:
             return None
         tried: set[int] = {nullrev}
 
-        def usable(base: int) -> bool:
+        def usable(base: int, mark: bool = True) -> bool:
             if base in tried:
                 return False
-            tried.add(base)
+            if mark:
+                tried.add(base)
             if self.flags(base) & REVIDX_RAWTEXT_CHANGING_FLAGS:
                 return False
             return not (self.sparse and self.rawsize(base) < textlen // LIMIT_BASE2TEXT)
@@ -808,7 +809,8 @@ class Revlog:
         if cachedelta is not None:
             base, delta = cachedelta
             legal = self.generaldelta or base == len(self) - 1
-            if legal and usable(base) and self._delta_ok(base, delta):
+            # the received delta is not computed again; its base may still be tried below
+            if legal and usable(base, mark=False) and self._delta_ok(base, delta):
                 comp = self.compress(delta)
                 depth = 0
                 if self.sparse and base not in (p1r, p2r) and self.issnapshot(base):
