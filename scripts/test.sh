@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
+scripts/install-system.sh
 hgs=$(scripts/install-hg.sh)
 HGWIRE_HG60=$(echo "$hgs" | sed -n 1p)
 HGWIRE_HG72=$(echo "$hgs" | sed -n 2p)
