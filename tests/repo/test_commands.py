@@ -144,3 +144,17 @@ def test_debugindex_matches_hg60(
         assert ours == theirs, what
     status, _out, err = hgwire(capsysbinary, "debugindex", "-R", str(full_repo.path), "no-such")
     assert status == 255 and b"no filelog" in err
+
+
+@pytest.mark.slow
+def test_log_on_corpus(
+    corpus10k: Path, capsysbinary: pytest.CaptureFixture[bytes], hg72: HgRunner
+) -> None:
+    """Real history (merges, renames, many files): default log and the index are hg's."""
+    theirs = hg72("log", cwd=corpus10k, extra=UTF8).stdout
+    status, ours, _err = hgwire(capsysbinary, "log", "-R", str(corpus10k))
+    assert status == 0
+    assert without_phase(ours) == theirs
+    theirs = hg72("log", "-v", "-r", "9000:", cwd=corpus10k, extra=UTF8).stdout
+    status, ours, _err = hgwire(capsysbinary, "log", "-v", "-R", str(corpus10k), "-r", "9000:")
+    assert without_phase(ours) == theirs
