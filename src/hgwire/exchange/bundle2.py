@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote, unquote_to_bytes
 
-from hgwire.errors import AbortError, BundleError, BundleUnknownFeatureError
+from hgwire.errors import AbortError, BundleError, BundleUnknownFeatureError, HgwireError
 from hgwire.exchange.changegroup import Readable, readexactly
 
 MAGIC = b"HG20"
@@ -854,3 +854,747 @@ def hg10chunks(cgchunks: Iterable[bytes], compression: bytes = b"BZ") -> Iterato
         raise BundleError(f"unknown HG10 bundle compression {compression!r}")
     yield b"HG10" + compression
     yield from compresschunks(cgchunks, compression)
+
+
+# ---------------------------------------------------------------------------------------
+# Serving pulls: the getbundle reply (§9.7)
+
+#: Changegroup versions hgwire applies and produces (§8.8).
+CG_VERSIONS = (b"01", b"02", b"03")
+
+
+def server_capabilities(stream: bool = True) -> Capabilities:
+    """The bundle2 capabilities an hgwire server advertises (``bundle2=`` token, §9.5)."""
+    caps: Capabilities = {
+        b"HG20": [],
+        b"bookmarks": [],
+        b"changegroup": list(CG_VERSIONS),
+        b"checkheads": [b"related"],
+        b"error": [b"abort", b"unsupportedcontent", b"pushraced", b"pushkey"],
+        b"hgtagsfnodes": [],
+        b"listkeys": [],
+        b"phases": [b"heads"],
+        b"pushkey": [],
+    }
+    if stream:
+        caps[b"stream"] = [b"v2"]
+    return caps
+
+
+def client_capabilities() -> Capabilities:
+    """The bundle2 capabilities hgwire sends as a client (``bundlecaps``/``replycaps``)."""
+    caps = server_capabilities(stream=True)
+    return caps
+
+
+def bundle2_requested(bundlecaps: Iterable[bytes] | None) -> bool:
+    """Whether a ``getbundle`` asked for a bundle2 reply (a cap starting with ``HG2``)."""
+    return any(c.startswith(b"HG2") for c in bundlecaps or ())
+
+
+def caps_from_bundlecaps(bundlecaps: Iterable[bytes] | None) -> Capabilities:
+    """The client's bundle2 capabilities from the ``bundlecaps`` argument (§9.5)."""
+    for cap in bundlecaps or ():
+        if cap.startswith(b"bundle2="):
+            return decodecaps(urlunquote(cap[len(b"bundle2=") :]))
+    return {}
+
+
+def _truncate(value: bytes) -> bytes:
+    return value if len(value) <= 255 else value[:252] + b"..."
+
+
+def error_abort_part(message: bytes, hint: bytes | None = None) -> Part:
+    """An ``error:abort`` part (message/hint cut to the 255-byte parameter limit)."""
+    advisory = [(b"hint", _truncate(hint))] if hint else []
+    return Part(b"error:abort", [(b"message", _truncate(message))], advisory)
+
+
+def _served(repo: Any) -> tuple[Any, Any]:
+    from hgwire.repo import dagops, phases
+
+    dag = dagops.DAG.from_storage(repo.changelog)
+    pc = phases.PhaseCache.load(repo, dag)
+    return dag, pc
+
+
+def _listkeys(
+    repo: Any, namespace: bytes, publishing: bool, pc: Any, served: bytearray
+) -> list[tuple[bytes, bytes]]:
+    from hgwire.repo.bookmarks import Bookmarks
+
+    cl = repo.changelog
+    if namespace == b"bookmarks":
+
+        def visible(node: bytes) -> bool:
+            return bool(served[cl.rev(node)])
+
+        return sorted(Bookmarks(repo).listkeys(visible).items())
+    if namespace == b"phases":
+        return sorted(pc.listkeys(publishing, served).items())
+    if namespace == b"namespaces":
+        return [(b"bookmarks", b""), (b"namespaces", b""), (b"phases", b"")]
+    return []
+
+
+def listkeys(repo: Any, namespace: bytes, publishing: bool = True) -> dict[bytes, bytes]:
+    """A pushkey namespace (``bookmarks``, ``phases``, ``namespaces``) as served."""
+    _dag, pc = _served(repo)
+    return dict(_listkeys(repo, namespace, publishing, pc, pc.servable()))
+
+
+def getbundle(
+    repo: Any,
+    *,
+    heads: Sequence[bytes] | None = None,
+    common: Sequence[bytes] = (),
+    bundlecaps: Iterable[bytes] | None = None,
+    cg: bool = True,
+    phases: bool = False,
+    bookmarks: bool = False,
+    listkeys: Iterable[bytes] = (),
+    stream: bool = False,
+    publishing: bool = True,
+    allow_stream: bool = True,
+) -> Iterator[bytes]:
+    """The reply to ``getbundle`` (wire §9.4, storage §9.7) as chunks.
+
+    With ``HG20`` in ``bundlecaps``: a bundle2 stream with, as applicable, ``stream2``,
+    ``changegroup`` (max common version), ``bookmarks``, ``listkeys`` and
+    ``phase-heads`` parts; an :class:`AbortError` while preparing it becomes an
+    ``error:abort`` part. Otherwise a bare cg1 stream (bundle1), whose errors propagate.
+    Secret changesets are never served.
+    """
+    from hgwire.exchange import changegroup as cgmod
+
+    caps = list(bundlecaps or ())
+    if not bundle2_requested(caps):
+        outgoing = cgmod.findoutgoing(repo, common, heads)
+        return cgmod.makechangegroup(repo, outgoing, b"01")
+    try:
+        bundler = _getbundle2(
+            repo, heads, common, caps_from_bundlecaps(caps), cg, phases, bookmarks,
+            listkeys, stream, publishing, allow_stream,
+        )  # fmt: skip
+    except AbortError as exc:
+        bundler = Bundler()
+        hint = getattr(exc, "hint", None)
+        bundler.addpart(error_abort_part(str(exc).encode("utf-8", "replace"), hint))
+    return bundler.getchunks()
+
+
+def _getbundle2(
+    repo: Any,
+    heads: Sequence[bytes] | None,
+    common: Sequence[bytes],
+    b2caps: Capabilities,
+    cg: bool,
+    phases: bool,
+    bookmarks: bool,
+    namespaces: Iterable[bytes],
+    stream: bool,
+    publishing: bool,
+    allow_stream: bool,
+) -> Bundler:
+    from hgwire.exchange import changegroup as cgmod
+    from hgwire.exchange import streamclone
+    from hgwire.repo import dagops
+    from hgwire.repo import phases as phasemod
+    from hgwire.repo.bookmarks import Bookmarks
+
+    cl = repo.changelog
+    dag, pc = _served(repo)
+    served = pc.servable()
+    bundler = Bundler(capabilities=b2caps)
+    if stream:
+        if not allow_stream:
+            raise RemoteAbortError(
+                b"stream data requested but server does not allow this feature",
+                b"the client seems buggy",
+            )
+        if b"v2" not in b2caps.get(b"stream", []):
+            raise RemoteAbortError(b"the client does not support streaming clone format v2")
+        if not publishing and pc.hidden_revs():
+            raise RemoteAbortError(b"cannot stream clone a repository with secret changesets")
+        if pc.hidden_revs():
+            raise RemoteAbortError(b"cannot stream clone a repository with secret changesets")
+        bundler.addpart(streamclone.stream2_part(repo, phases=not publishing))
+    outgoing = cgmod.findoutgoing(repo, common, heads, served=served)
+    if cg and not stream and outgoing.missing:
+        versions = b2caps.get(b"changegroup")
+        produce = cgmod.outgoingversions(repo.requirements)
+        if versions:
+            common_versions = [v for v in versions if v in produce]
+            if not common_versions:
+                raise RemoteAbortError(b"no common changegroup version")
+            version = max(common_versions)
+        else:
+            version = b"01"
+        part = bundler.newpart(b"changegroup", data=cgmod.makechangegroup(repo, outgoing, version))
+        if versions:
+            part.addparam(b"version", version)
+        part.addparam(b"nbchanges", b"%d" % outgoing.nbchanges, mandatory=False)
+    if bookmarks:
+        if b"bookmarks" not in b2caps:
+            raise RemoteAbortError(b"no common bookmarks exchange method")
+        marks = [(n, node) for n, node in Bookmarks(repo).items() if served[cl.rev(node)]]
+        data = encodebookmarks(marks)
+        if data:
+            bundler.newpart(b"bookmarks", data=data)
+    for ns in namespaces:
+        keys = _listkeys(repo, ns, publishing, pc, served)
+        bundler.newpart(b"listkeys", [(b"namespace", ns)], data=encodekeys(keys))
+    if phases and not stream:
+        if b"heads" not in b2caps.get(b"phases", []):
+            raise RemoteAbortError(b"no common phases exchange method")
+        headrevs = [cl.rev(n) for n in outgoing.heads]
+        byphase: dict[int, set[int]] = {}
+        if publishing:
+            byphase[phasemod.PUBLIC] = set(headrevs)
+        else:
+            for r in headrevs:
+                byphase.setdefault(pc.phase(r), set()).add(r)
+            draft = byphase.get(phasemod.DRAFT, set())
+            if draft:
+                public = byphase.get(phasemod.PUBLIC, set())
+                inpublic = dagops.ancestor_marks(dag, public)
+                indraft = dagops.ancestor_marks(dag, draft)
+                only = [
+                    r
+                    for r in range(len(dag))
+                    if indraft[r] and not inpublic[r] and pc.phase(r) == phasemod.PUBLIC
+                ]
+                byphase.setdefault(phasemod.PUBLIC, set()).update(dagops.headrevs_subset(dag, only))
+        bundler.newpart(
+            b"phase-heads",
+            data=encodephaseheads({ph: [cl.node(r) for r in revs] for ph, revs in
+                                   byphase.items()}),
+        )  # fmt: skip
+    return bundler
+
+
+# ---------------------------------------------------------------------------------------
+# Serving pushes: processing an unbundle request (§9.8)
+
+
+def check_heads(
+    repo: Any, their_heads: Sequence[bytes], context: bytes = b"preparing changes"
+) -> None:
+    """The ``heads`` argument of ``unbundle`` (wire §9.5): ``force``, a ``hashed`` digest
+    or the served heads the client saw; a mismatch is a push race."""
+    import hashlib
+
+    if list(their_heads) == [b"force"]:
+        return
+    _dag, pc = _served(repo)
+    cl = repo.changelog
+    heads = [cl.node(r) for r in pc.served_heads()] or [NULLID]
+    digest = hashlib.sha1(b"".join(sorted(heads))).digest()
+    if their_heads == [b"force"] or their_heads == heads or sorted(their_heads) == sorted(heads):
+        return
+    if len(their_heads) == 2 and their_heads[0] == b"hashed" and their_heads[1] == digest:
+        return
+    raise PushRacedError(b"repository changed while " + context + b" - please try again")
+
+
+@dataclass
+class PushReply:
+    """The outcome of :func:`unbundle`: the reply bundle, the text Mercurial would print
+    on the server (for SSH stderr when not captured in ``output`` parts), the changegroup
+    result and the error that aborted the push, if any."""
+
+    bundler: Bundler
+    output: list[bytes] = field(default_factory=list)
+    result: Any = None
+    error: Exception | None = None
+
+    def getchunks(self) -> Iterator[bytes]:
+        return self.bundler.getchunks()
+
+
+_RACE = b"remote repository changed while pushing - please try again"
+
+
+@dataclass
+class _PushOp:
+    repo: Any
+    tr: Any
+    publishing: bool
+    capture: bool
+    reply: Bundler | None = None
+    replycaps: Capabilities = field(default_factory=dict)
+    output: list[bytes] = field(default_factory=list)
+    partoutput: list[bytes] = field(default_factory=list)
+    result: Any = None
+
+    def say(self, text: bytes) -> None:
+        self.partoutput.append(text)
+
+
+def _handle_replycaps(op: _PushOp, part: UnbundlePart) -> None:
+    op.replycaps = decodecaps(part.read())
+    if op.reply is None:
+        op.reply = Bundler(capabilities=op.replycaps)
+
+
+def _served_heads(op: _PushOp) -> list[bytes]:
+    _dag, pc = _served(op.repo)
+    cl = op.repo.changelog
+    return [cl.node(r) for r in pc.served_heads()] or [NULLID]
+
+
+def _handle_check_heads(op: _PushOp, part: UnbundlePart) -> None:
+    heads = decodenodes(part.read())
+    if sorted(heads) != sorted(_served_heads(op)):
+        raise PushRacedError(_RACE)
+
+
+def _handle_check_updated_heads(op: _PushOp, part: UnbundlePart) -> None:
+    from hgwire.repo import branchmap
+
+    heads = decodenodes(part.read())
+    dag, pc = _served(op.repo)
+    bmap = branchmap.for_repo(op.repo, dag, pc.servable())
+    allheads = {r for _b, revs in bmap.items() for r in revs}
+    cl = op.repo.changelog
+    for n in heads:
+        try:
+            r = cl.rev(n)
+        except HgwireError:
+            raise PushRacedError(_RACE) from None
+        if r not in allheads:
+            raise PushRacedError(_RACE)
+
+
+def _handle_check_phases(op: _PushOp, part: UnbundlePart) -> None:
+    expected = decodephaseheads(part.read())
+    _dag, pc = _served(op.repo)
+    cl = op.repo.changelog
+    for phase, nodes in sorted(expected.items()):
+        for n in nodes:
+            try:
+                actual = pc.phase(cl.rev(n))
+            except HgwireError:
+                raise PushRacedError(_RACE + b" (%s is unknown)" % n.hex()[:12].encode()) from None
+            if actual != phase:
+                raise PushRacedError(
+                    _RACE
+                    + b" (%s is %s expected %s)"
+                    % (n.hex()[:12].encode(), _phasename(actual), _phasename(phase))
+                )
+
+
+def _phasename(phase: int) -> bytes:
+    return PHASE_NAMES[phase] if 0 <= phase < len(PHASE_NAMES) else b"%d" % phase
+
+
+def _handle_check_bookmarks(op: _PushOp, part: UnbundlePart) -> None:
+    from hgwire.repo.bookmarks import Bookmarks
+
+    marks = Bookmarks(op.repo)
+    for name, node in decodebookmarks(part.read()):
+        current = marks.get(name)
+        if current == node:
+            continue
+        if node is None:
+            assert current is not None
+            detail = b'(bookmark "%s" set on %s, expected missing)' % (
+                name,
+                current.hex()[:12].encode(),
+            )
+        elif current is None:
+            detail = b'(bookmark "%s" is missing, expected %s)' % (name, node.hex()[:12].encode())
+        else:
+            detail = b'(bookmark "%s" move from %s to %s)' % (
+                name,
+                node.hex()[:12].encode(),
+                current.hex()[:12].encode(),
+            )
+        raise PushRacedError(_RACE + b" " + detail)
+
+
+def _handle_changegroup(op: _PushOp, part: UnbundlePart) -> None:
+    from hgwire.exchange import changegroup as cgmod
+    from hgwire.repo import phases as phasemod
+
+    version = part.params.get(b"version", b"01")
+    if version not in CG_VERSIONS:
+        raise BundleUnknownFeatureError(parttype=b"changegroup", params=(b"version",))
+    if b"treemanifest" in part.params:
+        raise RemoteAbortError(
+            b"bundle contains tree manifests, but this repository does not use them"
+        )
+    expected = None
+    if b"nbchanges" in part.params:
+        try:
+            expected = int(part.params[b"nbchanges"])
+        except ValueError:
+            raise BundleError(f"bad nbchanges {part.params[b'nbchanges']!r}") from None
+    op.say(b"adding changesets\nadding manifests\nadding file changes\n")
+    phase = phasemod.PUBLIC if op.publishing else phasemod.DRAFT
+    result = cgmod.apply(
+        op.repo,
+        cgmod.CgUnpacker(part, version),
+        tr=op.tr,
+        targetphase=phase,
+        phaseall=phase,
+        expectedtotal=expected,
+    )
+    if op.result is None:
+        op.result = result
+    else:  # several changegroup parts: add up
+        op.result.added += result.added
+        op.result.changesets += result.changesets
+        op.result.revisions += result.revisions
+        op.result.files += result.files
+        op.result.deltaheads += result.deltaheads
+    if op.reply is not None:
+        op.reply.newpart(
+            b"reply:changegroup",
+            advisoryparams=[(b"in-reply-to", b"%d" % part.id), (b"return", b"%d" % result.ret)],
+            mandatory=False,
+        )
+
+
+def _handle_phase_heads(op: _PushOp, part: UnbundlePart) -> None:
+    from hgwire.repo import phases as phasemod
+
+    byphase = decodephaseheads(part.read())
+    pc = phasemod.PhaseCache.load(op.repo)
+    cl = op.repo.changelog
+    for phase in sorted(byphase):
+        revs = []
+        for n in byphase[phase]:
+            try:
+                revs.append(cl.rev(n))
+            except HgwireError:
+                raise RemoteAbortError(
+                    b"phase-heads: unknown revision %s" % n.hex().encode()
+                ) from None
+        if revs and phase in phasemod.PHASE_NAMES:
+            pc.advance_boundary(phase, revs)
+    pc.write(op.tr, op.repo.svfs)
+
+
+def _isdivergent(name: bytes) -> bool:
+    return b"@" in name and not name.endswith(b"@")
+
+
+def _handle_bookmarks(op: _PushOp, part: UnbundlePart) -> None:
+    from hgwire.repo.bookmarks import Bookmarks
+
+    changes = decodebookmarks(part.read())
+    marks = Bookmarks(op.repo)
+    for name, _node in changes:
+        if _isdivergent(name):
+            raise RemoteAbortError(b"cannot accept divergent bookmark %s!" % name)
+    for name, node in changes:
+        if node is None:
+            marks.delete(name)
+        else:
+            try:
+                marks.set(name, node)
+            except HgwireError as exc:
+                raise RemoteAbortError(
+                    b"bookmark %s: %s" % (name, str(exc).encode("utf-8", "replace"))
+                ) from None
+    marks.write(op.tr)
+
+
+def _handle_pushkey(op: _PushOp, part: UnbundlePart) -> None:
+    from hgwire.repo import phases as phasemod
+    from hgwire.repo.bookmarks import Bookmarks
+
+    ns = part.params[b"namespace"]
+    key, old, new = part.params[b"key"], part.params[b"old"], part.params[b"new"]
+    ok = False
+    if ns == b"bookmarks":
+        marks = Bookmarks(op.repo)
+        ok = marks.pushkey(key, old, new)
+        if ok:
+            marks.write(op.tr)
+    elif ns == b"phases":
+        try:
+            rev = op.repo.changelog.rev(bytes.fromhex(key.decode("ascii")))
+            oldp, newp = abs(int(old)), abs(int(new))
+        except (HgwireError, ValueError, UnicodeDecodeError):
+            rev = -1
+        if rev >= 0:
+            pc = phasemod.PhaseCache.load(op.repo)
+            cur = pc.phase(rev)
+            if cur == oldp and newp < oldp:
+                pc.advance_boundary(newp, [rev])
+                pc.write(op.tr, op.repo.svfs)
+                ok = True
+            else:
+                ok = cur == newp
+    if op.reply is not None:
+        op.reply.newpart(
+            b"reply:pushkey",
+            advisoryparams=[(b"in-reply-to", b"%d" % part.id), (b"return", b"%d" % ok)],
+            mandatory=False,
+        )
+    if part.mandatory and not ok:
+        fields = {k.decode(): part.params[k] for k in (b"namespace", b"key", b"new", b"old")}
+        raise PushkeyFailedError(b"%d" % part.id, **fields)
+
+
+def _ignore(op: _PushOp, part: UnbundlePart) -> None:
+    part.consume()
+
+
+_Handler = Callable[[_PushOp, UnbundlePart], None]
+
+#: Part handlers of the push side: lower-case type -> (known parameters, handler).
+PUSH_HANDLERS: dict[bytes, tuple[frozenset[bytes], _Handler]] = {
+    b"replycaps": (frozenset(), _handle_replycaps),
+    b"check:heads": (frozenset(), _handle_check_heads),
+    b"check:updated-heads": (frozenset(), _handle_check_updated_heads),
+    b"check:phases": (frozenset(), _handle_check_phases),
+    b"check:bookmarks": (frozenset(), _handle_check_bookmarks),
+    b"changegroup": (
+        frozenset(
+            {
+                b"version",
+                b"nbchanges",
+                b"treemanifest",
+                b"targetphase",
+                b"exp-sidedata",
+                b"exp-wanted-sidedata",
+            }
+        ),
+        _handle_changegroup,
+    ),
+    b"phase-heads": (frozenset(), _handle_phase_heads),
+    b"bookmarks": (frozenset(), _handle_bookmarks),
+    b"pushkey": (frozenset({b"namespace", b"key", b"old", b"new"}), _handle_pushkey),
+    b"pushvars": (frozenset(), _ignore),
+    b"output": (frozenset(), _ignore),
+    b"hgtagsfnodes": (frozenset(), _ignore),
+    b"cache:rev-branch-cache": (frozenset(), _ignore),
+}
+
+
+def _dispatch(
+    handlers: Mapping[bytes, tuple[frozenset[bytes], Callable[[Any, UnbundlePart], None]]],
+    op: Any,
+    part: UnbundlePart,
+) -> bool:
+    """Run the handler of ``part``; unknown advisory parts (or advisory parts with unknown
+    mandatory parameters) are skipped, unknown mandatory ones raise (§9.2)."""
+    entry = handlers.get(part.type)
+    if entry is None:
+        if part.mandatory:
+            raise BundleUnknownFeatureError(parttype=part.type)
+        part.consume()
+        return False
+    known, handler = entry
+    unknown = tuple(sorted(k for k in part.mandatorykeys if k not in known))
+    if unknown:
+        if part.mandatory:
+            raise BundleUnknownFeatureError(parttype=part.type, params=unknown)
+        part.consume()
+        return False
+    handler(op, part)
+    part.consume()
+    return True
+
+
+def _drain(fh: Readable) -> None:
+    while fh.read(65536):
+        pass
+
+
+def unbundle(
+    repo: Any,
+    fh: Readable,
+    *,
+    publishing: bool = True,
+    capture_output: bool = True,
+    max_decompressed: int | None = None,
+) -> PushReply:
+    """Process a bundle2 push request read from ``fh`` (storage §9.8).
+
+    Takes the locks (``wlock`` first when bookmarks live in ``.hg``), applies every
+    part in one transaction and returns the reply bundle: ``reply:changegroup`` /
+    ``reply:pushkey`` results and, when ``capture_output``, ``output`` parts with what
+    Mercurial would print; on failure everything is rolled back and the reply carries
+    ``error:abort``, ``error:pushraced``, ``error:pushkey`` or
+    ``error:unsupportedcontent``. ``fh`` must end where the request ends: it is drained
+    on error so the connection stays usable.
+    """
+    from hgwire.repo.bookmarks import BOOKMARKS_IN_STORE
+
+    op: _PushOp | None = None
+    locks: list[Any] = []
+    try:
+        unbundler = Unbundler(fh, max_decompressed=max_decompressed)
+        if BOOKMARKS_IN_STORE not in repo.requirements:
+            locks.append(repo.wlock())
+        locks.append(repo.lock())
+        tr = repo.transaction(b"push")
+        op = _PushOp(repo, tr, publishing, capture_output)
+        try:
+            for part in unbundler.iterparts():
+                op.partoutput = []
+                _dispatch(PUSH_HANDLERS, op, part)
+                if op.partoutput:
+                    text = b"".join(op.partoutput)
+                    op.output.append(text)
+                    if capture_output and op.reply is not None:
+                        op.reply.newpart(
+                            b"output",
+                            advisoryparams=[(b"in-reply-to", b"%d" % part.id)],
+                            data=text,
+                            mandatory=False,
+                        )
+            tr.close()
+        finally:
+            tr.release()
+        if op.result is not None:
+            summary = op.result.summary()
+            op.output.append(summary)
+            if capture_output and op.reply is not None:
+                op.reply.newpart(b"output", data=summary, mandatory=False)
+        reply = op.reply if op.reply is not None else Bundler()
+        return PushReply(reply, op.output, op.result)
+    except (HgwireError, ValueError) as exc:
+        _drain(fh)
+        err = Bundler()
+        output = op.output if op is not None else []
+        if capture_output:
+            for text in output:
+                err.newpart(b"output", data=text, mandatory=False)
+        err.addpart(_error_part(exc, op.replycaps if op is not None else {}))
+        return PushReply(err, output, None, exc)
+    finally:
+        for lk in reversed(locks):
+            lk.release()
+        repo.invalidate()
+
+
+def _error_part(exc: Exception, replycaps: Capabilities) -> Part:
+    """The reply part describing ``exc`` (as Mercurial's wire ``unbundle`` builds it)."""
+    if isinstance(exc, PushkeyFailedError) and b"pushkey" in replycaps.get(b"error", [b"pushkey"]):
+        part = Part(b"error:pushkey", [(b"in-reply-to", exc.partid)])
+        for k in ("namespace", "key", "new", "old", "ret"):
+            if k in exc.fields:
+                part.addparam(k.encode(), _truncate(exc.fields[k]), mandatory=False)
+        return part
+    if isinstance(exc, BundleUnknownFeatureError):
+        part = Part(b"error:unsupportedcontent")
+        if exc.parttype is not None:
+            part.addparam(b"parttype", exc.parttype)
+        if exc.params:
+            part.addparam(b"params", _truncate(b"\0".join(exc.params)))
+        return part
+    if isinstance(exc, BundleError):
+        return Part(b"error:unsupportedcontent")
+    if isinstance(exc, PushRacedError):
+        return Part(b"error:pushraced", [(b"message", _truncate(exc.message))])
+    if isinstance(exc, RemoteAbortError):
+        return error_abort_part(exc.message, exc.hint)
+    return error_abort_part(str(exc).encode("utf-8", "replace"))
+
+
+# ---------------------------------------------------------------------------------------
+# Client side: reading replies (pull bundles and push replies)
+
+
+@dataclass
+class PullResult:
+    """What :func:`apply_pull` did: the changegroup result (if any), bookmarks the
+    server sent (``bookmarks`` part), pushkey listings (``listkeys`` parts), stream files
+    written and the server's output lines."""
+
+    changegroup: Any = None
+    bookmarks: list[tuple[bytes, bytes | None]] = field(default_factory=list)
+    listkeys: dict[bytes, dict[bytes, bytes]] = field(default_factory=dict)
+    streamed: tuple[int, int] | None = None
+    output: list[bytes] = field(default_factory=list)
+
+
+def apply_pull(repo: Any, fh: Readable, *, max_decompressed: int | None = None) -> PullResult:
+    """Apply a ``getbundle`` bundle2 reply to ``repo`` in one transaction (§9.7).
+
+    Changesets arrive draft, then ``phase-heads`` lowers phases; ``bookmarks`` and
+    ``listkeys`` are returned for the caller to act on; ``stream2`` writes the store
+    (``repo`` must be empty); ``error:abort`` raises :class:`RemoteAbortError`.
+    """
+    from hgwire.exchange import changegroup as cgmod
+    from hgwire.exchange import streamclone
+    from hgwire.repo import phases as phasemod
+
+    res = PullResult()
+    unbundler = Unbundler(fh, max_decompressed=max_decompressed)
+    with repo.transaction(b"pull") as tr:
+        for part in unbundler.iterparts():
+            t = part.type
+            if t == b"changegroup":
+                version = part.params.get(b"version", b"01")
+                if version not in CG_VERSIONS:
+                    raise BundleUnknownFeatureError(parttype=t, params=(b"version",))
+                unknown = tuple(sorted(part.mandatorykeys - {b"version", b"nbchanges"}))
+                if unknown:
+                    raise BundleUnknownFeatureError(parttype=t, params=unknown)
+                target = int(part.params.get(b"targetphase", b"%d" % phasemod.DRAFT))
+                res.changegroup = cgmod.apply(
+                    repo, cgmod.CgUnpacker(part, version), tr=tr, targetphase=target
+                )
+            elif t == b"phase-heads":
+                _handle_phase_heads(_PushOp(repo, tr, True, False), part)
+            elif t == b"bookmarks":
+                res.bookmarks = decodebookmarks(part.read())
+            elif t == b"listkeys":
+                res.listkeys[part.params[b"namespace"]] = decodekeys(part.read())
+            elif t == b"stream2":
+                count = int(part.params[b"filecount"])
+                reqs = streamclone.stream2_requirements(part.params[b"requirements"])
+                res.streamed = streamclone.apply_files(
+                    repo, streamclone.read_v2(part, count), reqs, tr=tr
+                )
+            elif t == b"output":
+                res.output += part.read().splitlines()
+            elif t == b"error:abort":
+                raise RemoteAbortError(part.params.get(b"message", b""), part.params.get(b"hint"))
+            elif part.mandatory:
+                raise BundleUnknownFeatureError(parttype=t)
+            part.consume()
+    return res
+
+
+@dataclass
+class PushResult:
+    """A push reply read by :func:`read_push_reply`: ``changegroup`` results by
+    in-reply-to part id, ``pushkey`` results likewise, and ``output`` lines."""
+
+    changegroup: dict[int, int] = field(default_factory=dict)
+    pushkey: dict[int, int] = field(default_factory=dict)
+    output: list[bytes] = field(default_factory=list)
+
+
+def read_push_reply(fh: Readable) -> PushResult:
+    """Read an ``unbundle`` reply; error parts raise the matching exception."""
+    res = PushResult()
+    for part in Unbundler(fh).iterparts():
+        p = part.params
+        t = part.type
+        if t == b"reply:changegroup":
+            res.changegroup[int(p[b"in-reply-to"])] = int(p[b"return"])
+        elif t == b"reply:pushkey":
+            res.pushkey[int(p[b"in-reply-to"])] = int(p[b"return"])
+        elif t == b"output":
+            res.output += part.read().splitlines()
+        elif t == b"error:abort":
+            raise RemoteAbortError(p.get(b"message", b""), p.get(b"hint"))
+        elif t == b"error:pushraced":
+            raise PushRacedError(p.get(b"message", b""))
+        elif t == b"error:unsupportedcontent":
+            params = tuple(p[b"params"].split(b"\0")) if b"params" in p else ()
+            raise BundleUnknownFeatureError(parttype=p.get(b"parttype"), params=params)
+        elif t == b"error:pushkey":
+            fields = {k.decode(): v for k, v in p.items() if k != b"in-reply-to"}
+            raise PushkeyFailedError(p.get(b"in-reply-to", b"?"), **fields)
+        elif part.mandatory:
+            raise BundleUnknownFeatureError(parttype=t)
+    return res

@@ -28,6 +28,7 @@ from hgwire.repo.store import decodedir, encodedir
 
 if TYPE_CHECKING:
     from hgwire.repo.localrepo import Repository
+    from hgwire.repo.transaction import Transaction
 
 #: Requirements a stream clone does not transfer (handled by the receiver's vfs or
 #: local to a working directory); everything else must be supported by the receiver.
@@ -68,6 +69,14 @@ _COPY_CHUNK = 65536
 def streamed_requirements(requirements: Iterable[bytes]) -> frozenset[bytes]:
     """The requirements a stream clone receiver must have (§10.1)."""
     return frozenset(requirements) - STREAM_IGNORABLE_REQUIREMENTS
+
+
+def new_stream_clone_requirements(
+    default: Iterable[bytes], streamed: Iterable[bytes]
+) -> frozenset[bytes]:
+    """Requirements of a repository created for a stream clone: the receiver's local
+    choices that streams ignore, plus exactly the streamed format requirements."""
+    return frozenset(set(default) & STREAM_IGNORABLE_REQUIREMENTS) | frozenset(streamed)
 
 
 def stream_capability(requirements: Iterable[bytes]) -> bytes:
@@ -477,8 +486,9 @@ def apply_files(
     repo: Repository,
     files: Iterable[StreamFile],
     requirements: Iterable[bytes] | None = None,
+    tr: Transaction | None = None,
 ) -> tuple[int, int]:
-    """Write streamed files into the empty ``repo`` in one transaction.
+    """Write streamed files into the empty ``repo`` in one transaction (``tr`` or its own).
 
     ``requirements`` (when known) must be supported by ``repo``'s format: a receiver
     must have exactly the streamed format. Returns ``(files, bytes)`` written.
@@ -492,22 +502,25 @@ def apply_files(
             )
     if len(repo):
         raise AbortError("cannot apply a stream clone to a non-empty repository")
+    if tr is None:
+        with repo.transaction(b"clone") as own:
+            counts = apply_files(repo, files, None, own)
+        repo.invalidate()
+        return counts
     nfiles = nbytes = 0
-    with repo.transaction(b"clone") as tr:
-        for f in files:
-            _check_name(f.name)
-            if f.source == b"c":
-                vfs = repo.cachevfs
-                with vfs(f.name, "wb") as out:
-                    for data in f.chunks:
-                        out.write(data)
-                        nbytes += len(data)
-            else:
-                tr.add(f.name, repo.svfs.size(f.name))
-                with repo.svfs(f.name, "wb") as out:
-                    for data in f.chunks:
-                        out.write(data)
-                        nbytes += len(data)
-            nfiles += 1
-    repo.invalidate()
+    for f in files:
+        _check_name(f.name)
+        if f.source == b"c":
+            vfs = repo.cachevfs
+            with vfs(f.name, "wb") as out:
+                for data in f.chunks:
+                    out.write(data)
+                    nbytes += len(data)
+        else:
+            tr.add(f.name, repo.svfs.size(f.name))
+            with repo.svfs(f.name, "wb") as out:
+                for data in f.chunks:
+                    out.write(data)
+                    nbytes += len(data)
+        nfiles += 1
     return nfiles, nbytes
