@@ -21,8 +21,8 @@ Requests (``op``) and what they answer besides ``"ok": true``:
 * ``client_flush``: ``frames``.
 * ``client_feed`` (``data``): bytes from the server; ``actions`` per frame.
 * ``client_results``: ``results`` maps request ids to ``objects`` (every CBOR value of
-  the response, status map first), ``eos``, ``error`` and ``pending`` (bytes that did
-  not complete a value).
+  the response, status map first), ``eos``, ``error``, ``decode_error`` (hg's CBOR
+  decoder rejected the data) and ``pending`` (bytes that did not complete a value).
 
 A Mercurial exception answers ``{"ok": false, "raises": {"type", "message"}}``.
 """
@@ -217,7 +217,7 @@ class Peer:
         )
         rid = request.requestid
         self.decoders[rid] = cborutil.bufferingdecoder()
-        self.results[rid] = {"objects": [], "eos": False, "error": None}
+        self.results[rid] = {"objects": [], "eos": False, "error": None, "decode_error": None}
         return {"requestid": rid, "frames": self._frames((name, meta))}
 
     def client_flush(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -232,8 +232,12 @@ class Peer:
                 rid = meta[b"request"].requestid
                 entry.update(requestid=rid, eos=bool(meta[b"eos"]))
                 decoder = self.decoders[rid]
-                decoder.decode(meta[b"data"])
-                self.results[rid]["objects"].extend(to_json(decoder.getavailable()))
+                if self.results[rid].get("decode_error") is None:
+                    try:
+                        decoder.decode(meta[b"data"])
+                    except cborutil.CBORDecodeError as e:
+                        self.results[rid]["decode_error"] = _text(e.args[0])
+                    self.results[rid]["objects"].extend(to_json(decoder.getavailable()))
                 if meta[b"eos"]:
                     self.results[rid]["eos"] = True
             elif name == b"error":
