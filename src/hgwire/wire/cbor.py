@@ -59,8 +59,6 @@ MAX_DEPTH_CEILING: Final = 256
 
 #: Byte strings at least this long are emitted by :func:`iter_encode` as their own piece.
 LARGE_BYTES: Final = 16384
-#: :func:`iter_encode` coalesces small pieces into chunks of about this size.
-ITER_CHUNK: Final = 65536
 
 _TAG_SET_HEADER: Final = b"\xd9\x01\x02"  # tag 258, "mathematical finite set"
 
@@ -162,7 +160,11 @@ def _sorted_keys(keys: Any) -> list[Any]:
 
 
 def _encode(obj: Any, out: list[Any], top: bool) -> None:
-    """Append the encoding of ``obj`` to ``out`` (bytes pieces; big bodies as-is)."""
+    """Append the encoding of ``obj`` to ``out`` (bytes pieces; big bodies as-is).
+
+    Small byte strings and small unsigned integers inside arrays and maps are handled
+    inline: most values in a response are exactly those.
+    """
     t = type(obj)
     if t is bytes:
         n = len(obj)
@@ -172,7 +174,7 @@ def _encode(obj: Any, out: list[Any], top: bool) -> None:
             out.append(_head(2, n) + obj)
         else:
             out.append(_head(2, n))
-            out.append(obj)
+            out.append(memoryview(obj))  # marks a large body for iter_encode; no copy
     elif t is int:
         if 0 <= obj < 256:
             out.append(_UINT[obj])
@@ -183,20 +185,37 @@ def _encode(obj: Any, out: list[Any], top: bool) -> None:
         else:
             out.append(_head(1, -1 - obj))
     elif t is dict:
+        append = out.append
         n = len(obj)
-        out.append(_MAP_HEAD[n] if n < 256 else _head(5, n))
-        if n == 1:
-            for k, v in obj.items():
+        append(_MAP_HEAD[n] if n < 256 else _head(5, n))
+        items = obj.items() if n < 2 else [(k, obj[k]) for k in _sorted_keys(obj)]
+        for k, v in items:
+            if type(k) is bytes and len(k) < 256:
+                append(_BYTES_HEAD[len(k)] + k)
+            else:
                 _encode(k, out, False)
-                _encode(v, out, False)
-        elif n:
-            for k in _sorted_keys(obj):
-                _encode(k, out, False)
-                _encode(obj[k], out, False)
+            tv = type(v)
+            if tv is bytes:
+                if len(v) < 256:
+                    append(_BYTES_HEAD[len(v)] + v)
+                    continue
+            elif tv is int and 0 <= v < 256:
+                append(_UINT[v])
+                continue
+            _encode(v, out, False)
     elif t is list or t is tuple:
+        append = out.append
         n = len(obj)
-        out.append(_ARRAY_HEAD[n] if n < 256 else _head(4, n))
+        append(_ARRAY_HEAD[n] if n < 256 else _head(4, n))
         for v in obj:
+            tv = type(v)
+            if tv is bytes:
+                if len(v) < 256:
+                    append(_BYTES_HEAD[len(v)] + v)
+                    continue
+            elif tv is int and 0 <= v < 256:
+                append(_UINT[v])
+                continue
             _encode(v, out, False)
     elif obj is None:
         out.append(b"\xf6")
@@ -228,7 +247,7 @@ def _encode_other(obj: Any, out: list[Any], top: bool) -> None:
         n = len(view)
         out.append(_head(2, n))
         if n:
-            out.append(view if n >= LARGE_BYTES else bytes(view))
+            out.append(memoryview(view) if n >= LARGE_BYTES else bytes(view))
     elif isinstance(obj, int):
         _encode(int(obj), out, top)
     elif isinstance(obj, list | tuple):
@@ -278,45 +297,37 @@ def _iter_indefinite(value: IndefiniteBytes) -> Iterator[bytes | memoryview]:
 
 def dumps(obj: Any) -> bytes:
     """Encode ``obj`` to exactly the bytes Mercurial's encoder produces (spec §4.1)."""
+    if isinstance(obj, IndefiniteBytes):
+        return b"".join(_iter_indefinite(obj))
     out: list[Any] = []
     _encode(obj, out, True)
-    if len(out) == 1 and type(out[0]) is bytes:
-        return out[0]
-    if any(isinstance(p, IndefiniteBytes) for p in out):
-        return b"".join(iter_encode(obj))
     return b"".join(out)
 
 
 def iter_encode(obj: Any) -> Iterator[bytes | memoryview]:
     """Encode ``obj`` as a stream of pieces whose concatenation is ``dumps(obj)``.
 
-    Headers and small items are coalesced into pieces of about ``ITER_CHUNK`` bytes; byte
-    strings of ``LARGE_BYTES`` or more come out as their own piece, uncopied, and the
-    chunks of an :class:`IndefiniteBytes` are pulled lazily.
+    Byte strings of ``LARGE_BYTES`` or more come out as their own piece (a memoryview on
+    the caller's object, never a copy); everything between them is joined into one
+    piece. The chunks of a top-level :class:`IndefiniteBytes` are pulled lazily.
     """
+    if isinstance(obj, IndefiniteBytes):
+        yield from _iter_indefinite(obj)
+        return
     out: list[Any] = []
     _encode(obj, out, True)
-    pending: list[Any] = []
-    size = 0
-    for piece in out:
-        if isinstance(piece, IndefiniteBytes):
-            if pending:
-                yield b"".join(pending)
-                pending, size = [], 0
-            yield from _iter_indefinite(piece)
-        elif len(piece) >= LARGE_BYTES:
-            if pending:
-                yield b"".join(pending)
-                pending, size = [], 0
+    if memoryview not in set(map(type, out)):
+        yield b"".join(out)
+        return
+    start = 0
+    for i, piece in enumerate(out):
+        if type(piece) is memoryview:
+            if i > start:
+                yield b"".join(out[start:i])
             yield piece
-        else:
-            pending.append(piece)
-            size += len(piece)
-            if size >= ITER_CHUNK:
-                yield b"".join(pending)
-                pending, size = [], 0
-    if pending:
-        yield b"".join(pending)
+            start = i + 1
+    if start < len(out):
+        yield b"".join(out[start:])
 
 
 # --------------------------------------------------------------------------- decoder
