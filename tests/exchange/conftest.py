@@ -82,3 +82,21 @@ def bundles_for(request: pytest.FixtureRequest, version: str) -> Bundles:
     key = f"exchange-bundles-{version}-v{hgrepos.FULL_REPO_LAYOUT}"
     path = hgrepos.cached_build(root, key, lambda d: make_bundles(repo, d))
     return repo, {p.stem: p for p in path.glob("*.hg")}
+
+
+@pytest.fixture(scope="session")
+def nosecret_repo72(
+    full_repo72: hgrepos.GeneratedRepo,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> hgrepos.GeneratedRepo:
+    """The 7.2 full repository with its secret changeset made draft (stream clones refuse
+    repositories with secret changesets). Read-only, shared."""
+    root = hgrepos.shared_tmp_root(tmp_path_factory.getbasetemp())
+    hg = make_runner(full_repo72.hg)
+
+    def build(dest: Path) -> None:
+        hgrepos.copy_repo(full_repo72.path, dest)
+        hg("-R", dest, "phase", "-q", "--force", "--draft", "-r", "secret()")
+
+    path = hgrepos.cached_build(root, f"exchange-nosecret-v{hgrepos.FULL_REPO_LAYOUT}", build)
+    return hgrepos.GeneratedRepo(path=path, version="7.2.4", hg=full_repo72.hg)
