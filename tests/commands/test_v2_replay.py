@@ -50,14 +50,21 @@ def _command_cases() -> list[tuple[str, int, str, dict[str, Any], Any]]:
 def _storage(repo: Repository, name: bytes, args: dict[bytes, Any]) -> Any:
     if name == b"manifestdata":
         return lambda path: repo.manifestlog
-    return lambda path: repo.file(path)
+    logs: dict[bytes, Any] = {}
+
+    def filelog(path: bytes) -> Any:
+        if path not in logs:
+            logs[path] = repo.file(path)
+        return logs[path]
+
+    return filelog
 
 
 def normalize(repo: Repository, name: bytes, args: dict[bytes, Any], objects: Any) -> Any:
     """Objects with every revision record's data resolved to the full text."""
     if not isinstance(objects, list):
         return objects
-    if objects and objects[0].get(b"status") == b"error":
+    if objects and isinstance(objects[0], dict) and objects[0].get(b"status") == b"error":
         err = objects[0][b"error"]
         text = err[b"message"] % tuple(err.get(b"args", ()))
         return [{b"status": b"error", b"text": text}]
