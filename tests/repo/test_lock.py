@@ -221,3 +221,16 @@ def test_locks_of_killed_processes_are_broken_both_ways(
     assert (root / ".hg" / "store" / "lock").is_symlink()
     hg("commit", "-m", "two", "--config", "ui.timeout=1", cwd=root)
     hg("verify", cwd=root)
+
+
+def test_transaction_inside_explicit_locks_releases_everything(tmp_path: Path) -> None:
+    repo = Repository.create(tmp_path / "r")
+    for fail in (False, True):
+        try:
+            with repo.wlock(), repo.lock(), repo.transaction(b"t"):
+                if fail:
+                    raise KeyError
+        except KeyError:
+            pass
+        assert not (repo.path / "store" / "lock").is_symlink()
+        assert not (repo.path / "wlock").is_symlink()

@@ -203,8 +203,7 @@ class Repository:
         tr = self.currenttransaction()
         if tr is not None:
             return tr.nest(desc)
-        own_lock = self.currentlock() is None
-        lk = self.lock()
+        lk = self.lock()  # one more level of the store lock, released with the transaction
         try:
             if self.svfs.exists("journal"):
                 raise RepositoryError(
@@ -215,8 +214,7 @@ class Repository:
 
             def released(tr: Transaction, success: bool) -> None:
                 self.invalidate()
-                if own_lock:
-                    lk.release(success)
+                lk.release(success)
 
             tr = Transaction(
                 self.svfs,
@@ -226,8 +224,7 @@ class Repository:
                 name=desc,
             )
         except BaseException:
-            if own_lock:
-                lk.release(False)
+            lk.release(False)
             raise
         tr.changes[b"origrepolen"] = len(self)
         if self.svfs.fncache is not None:
