@@ -23,6 +23,7 @@ import sys
 import time
 import traceback
 import tracemalloc
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,22 @@ from typing import Any
 
 from hgwire.errors import CBORDecodeError, HgwireError
 from hgwire.wire import cbor, frames, streams
-from hgwire.wire.events import NoOp, ProtocolErrorEvent, RunCommand, SendFrames, WantFrame
+from hgwire.wire.client import ClientReactor
+from hgwire.wire.events import (
+    CommandFailed,
+    ErrorResponse,
+    NoOp,
+    Progress,
+    ProtocolErrorEvent,
+    Redirect,
+    ResponseComplete,
+    ResponseData,
+    ResponseObjects,
+    RunCommand,
+    SendFrames,
+    TextOutput,
+    WantFrame,
+)
 from hgwire.wire.server import ServerReactor
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +57,10 @@ BIG_ALLOC = 1 << 20
 INTERESTING = [0x00, 0x01, 0x02, 0x04, 0x08, 0x0F, 0x10, 0x17, 0x18, 0x19, 0x1A, 0x1B]
 INTERESTING += [0x1C, 0x1F, 0x3B, 0x40, 0x5B, 0x5F, 0x7F, 0x80, 0x9F, 0xA0, 0xBF, 0xC0]
 INTERESTING += [0xD9, 0xF4, 0xF5, 0xF6, 0xF7, 0xF9, 0xFB, 0xFF]
+
+
+#: What the reactor targets saw (event kinds), to show the fuzzing goes deep.
+STATS: Counter[str] = Counter()
 
 
 class CaseTimeout(Exception):
@@ -249,7 +269,7 @@ def fragments(rng: random.Random, data: bytes) -> list[bytes]:
     roll = rng.random()
     if roll < 0.2:
         return [data]
-    if roll < 0.3:
+    if roll < 0.3 and len(data) <= 2048:
         return [data[i : i + 1] for i in range(len(data))]
     cuts = sorted(rng.sample(range(len(data) + 1), min(len(data) + 1, rng.randint(1, 8))))
     pieces = []
@@ -273,6 +293,8 @@ class Target:
     seeds: Callable[[], list[bytes]]
     run: Callable[[bytes, random.Random], None]
     big_inputs: list[bytes] = field(default_factory=list)
+    #: Decompression bombs: bounded by the stream output limit (64 MiB), reported apart.
+    bomb_inputs: Callable[[], list[bytes]] = lambda: []
 
 
 def run_frame_reader(data: bytes, rng: random.Random) -> None:
@@ -348,6 +370,7 @@ def run_server_reactor(data: bytes, rng: random.Random) -> None:
     errored = False
     for piece in fragments(rng, data):
         for event in reactor.receive_data(piece):
+            STATS["server " + type(event).__name__] += 1
             if isinstance(event, RunCommand):
                 if errored:
                     raise InvariantError("command dispatched after a protocol error")
@@ -365,6 +388,57 @@ def run_server_reactor(data: bytes, rng: random.Random) -> None:
     if isinstance(final, SendFrames):
         out.append(final.to_bytes())
     _check_output(b"".join(out))
+
+
+CLIENT_EVENTS = (
+    ProtocolErrorEvent,
+    NoOp,
+    ResponseData,
+    ResponseObjects,
+    ResponseComplete,
+    CommandFailed,
+    ErrorResponse,
+    Redirect,
+    TextOutput,
+    Progress,
+)
+
+
+def run_client_reactor(data: bytes, rng: random.Random) -> None:
+    """Issue 1-3 commands, feed server bytes; every event is typed, values match the data."""
+    encodings = rng.choice([None, [b"identity"], [b"zstd-8mb", b"zlib", b"identity"]])
+    reactor = ClientReactor(content_encodings=encodings)
+    responses = [reactor.call_command(b"cmd%d" % i, {b"a": i})[0] for i in range(rng.randint(1, 3))]
+    flushed = reactor.flush_commands()
+    if not isinstance(flushed, SendFrames):
+        raise InvariantError(f"flush gave {flushed!r}")
+    flushed.to_bytes()
+    got: dict[int, list[Any]] = {r.request_id: [] for r in responses}
+    for piece in fragments(rng, data):
+        for event in reactor.receive_data(piece):
+            STATS["client " + type(event).__name__] += 1
+            if not isinstance(event, CLIENT_EVENTS):
+                raise InvariantError(f"unexpected event {event!r}")
+            if isinstance(event, ResponseObjects):
+                got[event.request_id] += event.objects
+    for event in reactor.on_input_eof():
+        if not isinstance(event, ProtocolErrorEvent):
+            raise InvariantError(f"unexpected event at eof {event!r}")
+    for r in responses:
+        if list(r) != got[r.request_id]:
+            raise InvariantError("response values differ from the events' values")
+
+
+def _zstd_bomb() -> bytes:
+    """A server stream whose one encoded frame inflates 8 KiB into 64 MiB + 1 zeros."""
+    import zstandard
+
+    bomb = zstandard.ZstdCompressor(level=3).compress(b"\0" * ((64 << 20) + 1))
+    settings = cbor.dumps(b"zstd-8mb")
+    out = frames.make_frame(1, 2, 1, 9, 2, settings).to_bytes()
+    for i in range(0, len(bomb), 32768):
+        out += frames.make_frame(1, 2, 4, 3, 1, bomb[i : i + 32768]).to_bytes()
+    return out
 
 
 def _big_frame_header() -> bytes:
@@ -398,6 +472,19 @@ TARGETS: dict[str, Target] = {
             b"\x0a\x00\x00\x01\x00\x01\x01\x14\xa1\x44name\x5a\x01\x00\x00\x00",
         ],
     ),
+    "client-reactor": Target(
+        "client-reactor",
+        lambda: server_to_client_seeds() + builder_server_seeds(),
+        run_client_reactor,
+        bomb_inputs=lambda: [_zstd_bomb()],
+        big_inputs=[
+            b"\xff\xff\xff\x01\x00\x02\x01\x31" + b"\xa1" * 10,
+            # stream-settings identity, then a response announcing a 2**62-byte string.
+            b"\x09\x00\x00\x01\x00\x02\x01\x92\x48identity"
+            b"\x0b\x00\x00\x01\x00\x02\x04\x31\xa1\x46status\x42ok"
+            b"\x0a\x00\x00\x01\x00\x02\x04\x31\x5b\x3f" + b"\xff" * 7 + b"x",
+        ],
+    ),
 }
 
 
@@ -421,6 +508,7 @@ class Report:
     failures: list[tuple[bytes, str]] = field(default_factory=list)
     peak: int = 0
     big_peak: int = 0
+    bomb_peak: int = 0
     seconds: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
 
@@ -456,6 +544,12 @@ def fuzz(target: Target, cases: int, seed: int, timeout: float) -> Report:
             report.cases += 1
         if report.big_peak > BIG_ALLOC:
             report.failures.append((b"", f"huge announcement allocated {report.big_peak} bytes"))
+        for data in target.bomb_inputs():
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            _one(target, data, random.Random(0), report, timeout)
+            report.bomb_peak = max(report.bomb_peak, tracemalloc.get_traced_memory()[1] - base)
+            report.cases += 1
         tracemalloc.reset_peak()
         base = tracemalloc.get_traced_memory()[0]
         for i in range(cases):
@@ -490,15 +584,17 @@ def main(argv: list[str] | None = None) -> int:
     maxrss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         "| target | cases | accepted | rejected (HgwireError) | failures | peak traced "
-        "| huge-header peak | seconds |"
+        "| huge-header peak | bomb peak | seconds |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in reports:
         print(
             f"| {r.name} | {r.cases} | {r.accepted} | {r.rejected} | {len(r.failures)} "
-            f"| {r.peak / 1024:.0f} KiB | {r.big_peak / 1024:.0f} KiB | {r.seconds:.0f} |"
+            f"| {r.peak / 1024:.0f} KiB | {r.big_peak / 1024:.0f} KiB "
+            f"| {f'{r.bomb_peak / 1048576:.1f} MiB' if r.bomb_peak else '-'} | {r.seconds:.0f} |"
         )
     print(f"\nprocess max RSS: {maxrss_kib / 1024:.0f} MiB")
+    print(f"reactor events seen: {dict(sorted(STATS.items()))}")
     failed = False
     for r in reports:
         if r.errors:

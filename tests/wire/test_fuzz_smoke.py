@@ -108,6 +108,13 @@ def test_fuzz_server_reactor(data: bytes, seed: int) -> None:
     assert run("server-reactor", data, seed) == "accepted"
 
 
+@settings(FAST, max_examples=1500)
+@given(data=inputs("client-reactor"), seed=st.integers(0, 2**16))
+def test_fuzz_client_reactor(data: bytes, seed: int) -> None:
+    # The client reactor reports violations as events; it never raises.
+    assert run("client-reactor", data, seed) == "accepted"
+
+
 def test_seeds_are_accepted_unmutated() -> None:
     """The unmutated seeds are valid input: a sanity check of the targets themselves."""
     for data in seeds("cbor-decoder")[:50]:
@@ -115,6 +122,10 @@ def test_seeds_are_accepted_unmutated() -> None:
     results = {run("frame-reader", data, 0) for data in seeds("frame-reader")}
     assert "accepted" in results
     assert run("server-reactor", seeds("server-reactor")[0], 0) == "accepted"
+    before = fuzz_wire.STATS["client ResponseComplete"]
+    for data in seeds("client-reactor"):
+        assert run("client-reactor", data, 0) == "accepted"
+    assert fuzz_wire.STATS["client ResponseComplete"] > before
 
 
 @pytest.mark.parametrize("target", sorted(fuzz_wire.TARGETS))
