@@ -752,6 +752,7 @@ class ServerReactor:
     ) -> Iterator[Frame]:
         """The frames of one response, produced as the objects are (spec §3.3, §2.5)."""
         emitter = _Emitter(stream, rid, self.max_frame_size)
+        add = emitter.add
         emitted = False
         redirected = False
         try:
@@ -777,6 +778,12 @@ class ServerReactor:
                     yield self._error_frame(stream, rid, _exc_bytes(e))
                     return
                 try:
+                    if emitted and not redirected and type(obj) in _PLAIN_TYPES:
+                        # Hot path: a plain value after the status (no generator per value).
+                        pieces = add(obj)
+                        if pieces is not None:
+                            yield from emitter.emit_pieces(pieces)
+                        continue
                     if isinstance(obj, AlternateLocationResponse):
                         if emitted:
                             raise HgwireError(
@@ -860,6 +867,8 @@ _HEADS: list[list[bytes]] = [
     for major in range(8)
 ]
 _BYTESLIKE = (bytes, bytearray, memoryview)
+#: Types :func:`_chunks` encodes directly (the per-value hot path).
+_PLAIN_TYPES = frozenset({bytes, int, dict, list, tuple, bool, type(None), set, frozenset})
 
 
 def _head(major: int, n: int) -> bytes:
@@ -980,10 +989,20 @@ class _Emitter:
     frame (one encoder call per batch, not per piece).
     """
 
-    __slots__ = ("_buf", "_maxsize", "_pending", "_pending_size", "_rid", "_size", "_stream")
+    __slots__ = (
+        "_buf",
+        "_identity",
+        "_maxsize",
+        "_pending",
+        "_pending_size",
+        "_rid",
+        "_size",
+        "_stream",
+    )
 
     def __init__(self, stream: ServerOutputStream, rid: int, maxsize: int) -> None:
         self._stream = stream
+        self._identity = stream.identity
         self._rid = rid
         self._maxsize = maxsize
         self._buf: list[bytes | memoryview] = []
@@ -1000,25 +1019,39 @@ class _Emitter:
             encoded=True,
         )
 
-    def send_object(self, obj: Any) -> Iterator[Frame]:
-        """Frames completed by one CBOR value."""
+    def add(self, obj: Any) -> list[bytes | memoryview] | None:
+        """Buffer one CBOR value if no frame completes; else return what
+        :meth:`emit_pieces` must turn into frames (its pieces, or ``[]``: a batch of
+        pending raw input is ready for the encoder)."""
         pieces: list[bytes | memoryview] = []
         _chunks(obj, pieces)
         total = sum(map(len, pieces))
-        if self._stream.identity:
+        if self._identity:
             if total + self._size < self._maxsize:
                 self._buf.extend(pieces)
                 self._size += total
-                return
-            yield from self._emit(pieces)
-            return
+                return None
+            return pieces
         if total < _COMPRESS_BATCH:
             self._pending.extend(pieces)
             self._pending_size += total
-            if self._pending_size >= _COMPRESS_BATCH:
-                yield from self._emit_encoded(self._take_pending())
-            return
-        yield from self.send_chunks(pieces)
+            return [] if self._pending_size >= _COMPRESS_BATCH else None
+        return pieces
+
+    def emit_pieces(self, pieces: list[bytes | memoryview]) -> Iterator[Frame]:
+        """Frames for what :meth:`add` returned."""
+        if self._identity:
+            yield from self._emit(pieces)
+        elif pieces:
+            yield from self.send_chunks(pieces)
+        else:
+            yield from self._emit_encoded(self._take_pending())
+
+    def send_object(self, obj: Any) -> Iterator[Frame]:
+        """Frames completed by one CBOR value."""
+        pieces = self.add(obj)
+        if pieces is not None:
+            yield from self.emit_pieces(pieces)
 
     def send_chunks(self, chunks: Iterable[bytes | memoryview]) -> Iterator[Frame]:
         """Frames completed by raw (not yet encoded) chunks."""
