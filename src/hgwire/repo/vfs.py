@@ -12,6 +12,15 @@ from pathlib import Path
 from typing import IO
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def _strpath(path: str | bytes) -> str:
     """A vfs path as ``str``; bytes paths are decoded losslessly (surrogateescape)."""
     return path if isinstance(path, str) else path.decode("utf-8", "surrogateescape")
@@ -69,6 +78,12 @@ class VFS:
         full.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=self.temp_prefix(full.name), dir=full.parent)
         try:
+            # mkstemp makes 0600 files: keep the replaced file's mode, else the usual one
+            try:
+                mode = full.stat().st_mode & 0o7777
+            except FileNotFoundError:
+                mode = 0o666 & ~_UMASK
+            os.chmod(fd, mode)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
