@@ -132,3 +132,19 @@ def test_manifest_referencing_missing_file_revision(
     messages = [p.format() for p in report.problems]
     assert any("a.txt@" in m and "manifest refers to unknown revision" in m for m in messages)
     assert hg_verify_status(full_repo60.hg, path) == 1
+
+
+def test_missing_copy_source(
+    full_repo60: hgrepos.GeneratedRepo, repo_copy: Callable[[Path], Path]
+) -> None:
+    """README.md was renamed from README.txt: losing the source's filelog is reported for
+    the copy too."""
+    path = repo_copy(full_repo60.path)
+    (path / ".hg" / "store" / "data" / "_r_e_a_d_m_e.txt.i").unlink()
+    messages = [p.format() for p in run_verify(path).problems]
+    assert any(
+        m.startswith(" README.md@1: empty or missing copy source revlog README.txt:")
+        for m in messages
+    ), messages
+    assert " 0: empty or missing README.txt" in messages
+    assert hg_verify_status(full_repo60.hg, path) == 1
