@@ -111,21 +111,55 @@ def hashrevision(text: bytes | bytearray | memoryview, p1: bytes, p2: bytes) -> 
     return h.digest()
 
 
-def _strided(buf: bytes | bytearray, start: int, width: int, count: int) -> bytearray:
-    """Bytes ``[start, start+width)`` of each 64-byte entry, concatenated (C speed)."""
-    out = bytearray(width * count)
-    end = count * ENTRY_SIZE
-    for k in range(width):
-        out[k::width] = buf[start + k : end : ENTRY_SIZE]
+_COLUMNS = {"length": 2, "rawsize": 3, "base": 4, "linkrev": 5, "p1": 6, "p2": 7}
+_COLUMN_BLOCK = 65536  # entries converted at a time (4 MiB): bounded extra memory
+
+
+def _columns(index: bytearray, count: int) -> dict[str, array[int]]:
+    """Every int32 column of ``count`` entries, in one blockwise pass at C speed.
+
+    Each block of entries is viewed as big-endian int32 words (16 per entry), byteswapped
+    once, and every column is taken with a strided slice of that array.
+    """
+    cols = {name: array("i") for name in _COLUMNS}
+    view = memoryview(index)
+    swap = sys.byteorder == "little"
+    for start in range(0, count, _COLUMN_BLOCK):
+        words = array("i")
+        words.frombytes(view[start * ENTRY_SIZE : min(count, start + _COLUMN_BLOCK) * ENTRY_SIZE])
+        if swap:
+            words.byteswap()
+        for name, word in _COLUMNS.items():
+            cols[name].extend(words[word::16])
+    return cols
+
+
+_SEQ = array("i")
+
+
+def _sequence(n: int) -> bytes:
+    """Native int32 bytes of ``-1, 0, 1, ..., n-2`` (grown once per process, then sliced)."""
+    if len(_SEQ) < n:
+        _SEQ.extend(range(len(_SEQ) - 1, max(n, 2 * len(_SEQ)) - 1))
+    return _SEQ[:n].tobytes()
+
+
+def _mismatches(a: bytes, b: bytes) -> list[int]:
+    """Indices of the 4-byte words that differ between ``a`` and ``b`` (same length)."""
+    out: list[int] = []
+    stack = [(0, len(a) // 4)]
+    while stack:
+        lo, hi = stack.pop()
+        if a[lo * 4 : hi * 4] == b[lo * 4 : hi * 4]:
+            continue
+        if hi - lo <= 16:
+            out.extend(i for i in range(lo, hi) if a[i * 4 : i * 4 + 4] != b[i * 4 : i * 4 + 4])
+            continue
+        mid = (lo + hi) // 2
+        stack.append((mid, hi))
+        stack.append((lo, mid))
+    out.sort()
     return out
-
-
-def _int32_column(buf: bytes | bytearray, start: int, count: int) -> array[int]:
-    col = array("i")
-    col.frombytes(_strided(buf, start, 4, count))
-    if sys.byteorder == "little":
-        col.byteswap()
-    return col
 
 
 class Revlog:
@@ -168,7 +202,6 @@ class Revlog:
     def _load(self) -> None:
         size = self.opener.size(self.indexfile)
         self._nodemap: dict[bytes, int] | None = None
-        self._nodecol: bytearray | None = None
         self._cols: dict[str, array[int]] = {}
         self._lookups = 0
         self._inline_data: bytearray | None = None
@@ -295,14 +328,11 @@ class Revlog:
     def column(self, name: str) -> array[int]:
         """A whole index column as ``array('i')``: ``p1``, ``p2``, ``linkrev``, ``base``,
         ``length`` or ``rawsize`` — for DAG work over many revisions."""
-        col = self._cols.get(name)
-        if col is None:
-            start = {"length": 8, "rawsize": 12, "base": 16, "linkrev": 20, "p1": 24, "p2": 28}
-            if name not in start:
-                raise KeyError(name)
-            col = _int32_column(self._index, start[name], len(self))
-            self._cols[name] = col
-        return col
+        if name not in _COLUMNS:
+            raise KeyError(name)
+        if not self._cols:
+            self._cols = _columns(self._index, len(self))
+        return self._cols[name]
 
     def parentrevs_array(self) -> tuple[array[int], array[int]]:
         """``(p1s, p2s)``: every revision's parent revs (shared, do not modify)."""
@@ -312,25 +342,36 @@ class Revlog:
         return self.column("linkrev")
 
     def headrevs(self) -> list[int]:
+        """Revisions without children, ascending ([nullrev] for an empty revlog).
+
+        Most revisions are the child of the revision just before them, so the p1 column is
+        compared with ``rev - 1`` by bisecting on byte slices (C speed) and only the
+        exceptions, and the few non-null p2 values, are handled one by one.
+        """
         n = len(self)
         if not n:
             return [nullrev]
-        ishead = bytearray(b"\x01") * (n + 1)  # slot n absorbs nullrev (-1)
         p1s, p2s = self.parentrevs_array()
-        for p in p1s:
-            ishead[p] = 0
-        for p in p2s:
-            ishead[p] = 0
-        return [r for r in range(n) if ishead[r]]
-
-    def _nodes(self) -> bytearray:
-        if self._nodecol is None:
-            self._nodecol = _strided(self._index, 32, 20, len(self))
-        return self._nodecol
+        haschild = bytearray(b"\x01") * (n - 1) + b"\x00\x00"  # slot n absorbs nullrev
+        mark = haschild.__setitem__
+        odd = _mismatches(p1s.tobytes(), _sequence(n))
+        for r in odd:
+            haschild[r - 1] = 0
+        for r in odd:
+            mark(p1s[r], 1)
+        for r in _mismatches(p2s.tobytes(), b"\xff" * (4 * n)):  # non-null p2
+            mark(p2s[r], 1)
+        haschild[n] = 0
+        heads = []
+        pos = haschild.find(0)
+        while 0 <= pos < n:
+            heads.append(pos)
+            pos = haschild.find(0, pos + 1)
+        return heads
 
     def _build_nodemap(self) -> dict[bytes, int]:
-        nodes = bytes(self._nodes())
-        nm = {nodes[i : i + 20]: r for r, i in enumerate(range(0, len(nodes), 20))}
+        index = bytes(self._index)
+        nm = {index[pos : pos + 20]: r for r, pos in enumerate(range(32, len(index), ENTRY_SIZE))}
         if len(nm) != len(self):
             raise RepositoryError(f"{self.indexfile}: duplicate nodes in index")
         self._nodemap = nm
@@ -355,13 +396,13 @@ class Revlog:
             except KeyError:
                 raise LookupNodeError(node, self.radix) from None
         # few lookups in a huge revlog: a C-speed scan beats building the whole map
-        nodes = self._nodes()
-        pos = nodes.find(node)
-        while pos >= 0 and pos % 20:
-            pos = nodes.find(node, pos + 1)
+        index = self._index
+        pos = index.find(node)
+        while pos >= 0 and pos % ENTRY_SIZE != 32:
+            pos = index.find(node, pos + 1)
         if pos < 0:
             raise LookupNodeError(node, self.radix)
-        return pos // 20
+        return pos // ENTRY_SIZE
 
     def hasnode(self, node: bytes) -> bool:
         try:
@@ -909,13 +950,10 @@ class Revlog:
             self._index[0:4] = b"\0\0\0\0"
         if self._nodemap is not None:
             self._nodemap[node] = rev
-        if self._nodecol is not None:
-            self._nodecol += node
         if self._cols:
             fields = INDEX_ENTRY.unpack(entry)
-            pos = {"length": 1, "rawsize": 2, "base": 3, "linkrev": 4, "p1": 5, "p2": 6}
             for name, col in self._cols.items():
-                col.append(fields[pos[name]])
+                col.append(fields[_COLUMNS[name] - 1])
         if self.inline and self._datasize() >= MAX_INLINE:
             tr = self._tr
             if tr is not None and self._journaled.get(self.indexfile) == 0:
