@@ -20,6 +20,7 @@ Usage: ``.venv/bin/python bench/bench_wire.py [--rounds 5] [--size-mb 100]``.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -127,8 +128,8 @@ def make_small_values(seed: int, count: int) -> list[Any]:
 
 
 def _hg_encode(objs: list[Any], encoding: str) -> list[bytes]:
-    from mercurial import wireprotoframing as wf
-    from mercurial.utils import cborutil
+    from mercurial import wireprotoframing as wf  # type: ignore[import-not-found]
+    from mercurial.utils import cborutil  # type: ignore[import-not-found]
 
     server = wf.serverreactor(None, deferoutput=False)
     settings = b"".join(cborutil.streamencode({b"contentencodings": [encoding.encode()]}))
@@ -421,14 +422,20 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
 
+    def hg_case(**req: Any) -> Callable[[], dict[str, Any]]:
+        return lambda: worker.call(**req)
+
+    def our_case(fn: Callable[[], Any]) -> Callable[[], float]:
+        return lambda: _timed(fn)[0]
+
     cases: list[tuple[str, float, Callable[[], dict[str, Any]], Callable[[], float]]] = []
     for enc in ENCODINGS:
         cases.append(
             (
                 f"encode {enc}",
                 mb,
-                lambda enc=enc: worker.call(op="encode", encoding=enc),
-                lambda enc=enc: _timed(lambda: ours_encode(objs, enc))[0],
+                hg_case(op="encode", encoding=enc),
+                our_case(functools.partial(ours_encode, objs, enc)),
             )
         )
     for enc in ENCODINGS:
@@ -436,16 +443,16 @@ def main(argv: list[str] | None = None) -> int:
             (
                 f"decode {enc}",
                 mb,
-                lambda enc=enc: worker.call(op="decode", encoding=enc),
-                lambda enc=enc: _timed(lambda: ours_decode(frames[enc], enc))[0],
+                hg_case(op="decode", encoding=enc),
+                our_case(functools.partial(ours_decode, frames[enc], enc)),
             )
         )
     cases.append(
         (
             f"cbor {len(small):,} small values",
             len(small_cbor) / 1e6,
-            lambda: worker.call(op="cbor"),
-            lambda: _timed(lambda: ours_cbor_decode(small_cbor))[0],
+            hg_case(op="cbor"),
+            our_case(functools.partial(ours_cbor_decode, small_cbor)),
         )
     )
     if args.only:

@@ -35,8 +35,8 @@ import sys
 import traceback
 from typing import Any
 
-from mercurial import error, wireprotoframing, wireprototypes
-from mercurial.utils import cborutil
+from mercurial import error, wireprotoframing, wireprototypes  # type: ignore[import-not-found]
+from mercurial.utils import cborutil  # type: ignore[import-not-found]
 
 
 def to_py(value: Any) -> Any:
