@@ -54,7 +54,8 @@ DEFAULT_MAX_LENGTH: Final = 1 << 30
 DEFAULT_MAX_DEPTH: Final = 64
 #: Largest encoded size of one top-level value (one chunk for an indefinite byte string).
 DEFAULT_MAX_BUFFER: Final = (1 << 30) + 64
-#: Hard ceiling for ``max_depth``: keeps the recursive checks far from Python's limit.
+#: Hard ceiling for ``max_depth``: deeper values would strain recursive code everywhere
+#: (cbor2's C decoder, ``repr``, ``==``, callers walking the result).
 MAX_DEPTH_CEILING: Final = 256
 
 #: Byte strings at least this long are emitted by :func:`iter_encode` as their own piece.
@@ -98,16 +99,17 @@ class IndefiniteBytes:
 
 
 def indefinite_from_buffer(
-    data: bytes | bytearray | memoryview, chunk_size: int
+    data: bytes | bytearray | memoryview, chunk_size: int = 65536
 ) -> IndefiniteBytes:
     """Cut ``data`` into ``chunk_size`` pieces as one indefinite byte string.
 
-    Mirrors ``streamencodeindefinitebytestring``: an empty buffer still gives one empty
-    chunk (``5f 40 ff``). Chunks are zero-copy memoryview slices.
+    Mirrors ``streamencodeindefinitebytestring`` (same default chunk size): an empty
+    buffer still gives one empty chunk (``5f 40 ff``). Chunks are zero-copy memoryview
+    slices.
     """
     if chunk_size <= 0:
         raise CBOREncodeError(f"chunk size must be positive, not {chunk_size}")
-    view = memoryview(data).cast("B")
+    view = memoryview(_byteview(data))
     if not len(view):
         return IndefiniteBytes([b""])
     return IndefiniteBytes([view[i : i + chunk_size] for i in range(0, len(view), chunk_size)])
@@ -372,8 +374,9 @@ _TAG_POLICY: Final = _TagPolicy()
 def _items_pattern() -> re.Pattern[bytes]:
     """A regex matching a run of CBOR items whose initial bytes Mercurial accepts.
 
-    Items: integers (any argument size), byte strings of definite length below 24,
-    array and map headers of definite length, tag 258 in its shortest form, and
+    Items: integers (any argument size), byte strings with lengths below 256 (whose
+    payload the pattern skips), array and map headers of definite length, tag 258 in
+    its shortest form, and
     ``false``/``true``/``null``. Text, floats, other simple values and tags, breaks,
     indefinite lengths and reserved additional information all stop the run. The
     quantifier is possessive: one pass, no backtracking state.
@@ -410,8 +413,8 @@ def _verified_end(buf: bytes, pos: int) -> int:
     plainly acceptable or not complete in ``buf``; ``len(buf)`` if there is none.
 
     Only initial bytes are judged here (in C, by the regex); structure (counts, map
-    keys, set members, depth) is cbor2's job. Byte strings of 24 bytes or more are
-    skipped in Python, since a regex cannot take a length from the data.
+    keys, set members, depth) is cbor2's job. Byte strings of 256 bytes or more are
+    skipped in Python, since a regex cannot take a long length from the data.
     """
     n = len(buf)
     while True:
@@ -472,6 +475,7 @@ class Decoder:
         self._indef = 0  # 0: none; 1: want first chunk; 2: want later chunks
         self._vbytes = 0
         self._error: CBORDecodeError | None = None
+        self._verified = 0  # in the current buffer, items up to here are plainly acceptable
 
     # ------------------------------------------------------------------ public API
 
@@ -533,33 +537,37 @@ class Decoder:
         """Decode as much of ``buf`` as possible; return the first unconsumed offset."""
         n = len(buf)
         pos = 0
-        verified = 0  # buf[pos:verified] holds only items with acceptable initial bytes
+        self._verified = 0
         while pos < n:
             if self._fast and not self._stack and not self._indef:
-                if verified <= pos:
-                    verified = _verified_end(buf, pos)
-                if verified > pos:
-                    pos = self._run_fast(buf, pos, verified, out)
-                    if pos >= n:
-                        break
+                pos = self._bulk(buf, pos, -1, self.max_depth, out)
+                if pos >= n:
+                    break
             # The exact engine handles the value at ``pos`` (or its continuation).
             pos = self._run_exact(buf, pos, out)
             if self._need:
                 return pos
         return pos
 
-    def _run_fast(self, buf: bytes, pos: int, limit: int, out: list[Any]) -> int:
-        """Decode complete top-level values in ``buf[pos:limit]`` with cbor2's C decoder.
+    def _bulk(self, buf: bytes, pos: int, count: int, max_depth: int, out: list[Any]) -> int:
+        """Decode up to ``count`` (-1: any number) complete values from ``pos`` with cbor2.
 
-        The region holds only items with initial bytes Mercurial accepts (see
-        :func:`_verified_end`), so cbor2 can only produce integers, byte strings, bools,
-        ``None``, lists, dicts and sets. ``strict_hashable_types`` makes it refuse
+        Used for top-level values and for the items of an open array. Only values lying
+        wholly in a region whose items all have initial bytes Mercurial accepts (see
+        :func:`_verified_end`; the verified end is kept per buffer, so each byte is
+        verified once) are decoded, so cbor2 can only produce integers, byte strings,
+        bools, ``None``, lists, dicts and sets. ``strict_hashable_types`` makes it refuse
         anything but byte (or text) strings as map keys and set members, which rules out
         collections there; its depth limit counts tag 258 as a level, so it is at least
         as strict as ours. Returns the start of the first value it could not vouch for:
-        the exact engine decides that one (errors, int keys, top-level indefinite byte
-        strings, values cut short).
+        the exact engine decides that one (errors, int keys, indefinite byte strings,
+        values cut short).
         """
+        limit = self._verified
+        if limit <= pos:
+            limit = self._verified = _verified_end(buf, pos)
+            if limit <= pos:
+                return pos
         fp = io.BytesIO(buf)
         fp.seek(pos)
         decode = cbor2.CBORDecoder(
@@ -567,7 +575,7 @@ class Decoder:
             semantic_decoders=_TAG_POLICY,
             allow_indefinite=False,
             strict_hashable_types=True,
-            max_depth=self.max_depth,
+            max_depth=max_depth,
         ).decode
         tell = fp.tell
         append = out.append
@@ -576,13 +584,14 @@ class Decoder:
         max_size = min(self.max_buffer, self.max_length)
         check_size = limit - pos > max_size
         try:
-            while pos < limit:
+            while pos < limit and count:
                 v = decode()
                 end = tell()
                 if end > limit or (check_size and end - pos > max_size):
                     break
                 append(v)
                 pos = end
+                count -= 1
         except Exception:  # whatever cbor2 rejects or cannot finish: exact engine decides
             pass
         return pos
@@ -597,7 +606,27 @@ class Decoder:
         """
         stack = self._stack
         n = len(buf)
+        no_bulk_at = -1
         while pos < n:
+            if stack and self._fast and pos != no_bulk_at and stack[-1][0] == _S_ARRAY:
+                # Items of an open array are values like top-level ones: let cbor2 take
+                # as many as it can vouch for (a big array spanning many feeds).
+                top = stack[-1]
+                items: list[Any] = []
+                end = self._bulk(buf, pos, top[2], self.max_depth - len(stack), items)
+                if items:
+                    self._vbytes += end - pos
+                    if self._vbytes > self.max_buffer:
+                        raise CBORDecodeError(
+                            f"value larger than the buffer limit of {self.max_buffer} bytes"
+                        )
+                    top[1].extend(items)
+                    top[2] -= len(items)
+                    pos = end
+                    if self._close(out):
+                        return pos
+                    continue
+                no_bulk_at = pos
             try:
                 kind, value, end = self._item(buf, pos)
             except _Incomplete as inc:
@@ -702,17 +731,23 @@ class Decoder:
                         )
                     else:
                         raise CBORDecodeError("collections not allowed as set values")
-            # Close every container that has received all its items.
-            while stack:
-                top = stack[-1]
-                if top[2] or top[0] == _S_MAP_VALUE:
-                    break
-                stack.pop()
-                if not stack:
-                    out.append(top[1])
-                    self._vbytes = 0
-                    return pos
+            if self._close(out):
+                return pos
         return pos
+
+    def _close(self, out: list[Any]) -> bool:
+        """Close every container that has all its items; True if a top-level one ended."""
+        stack = self._stack
+        while stack:
+            top = stack[-1]
+            if top[2] or top[0] == _S_MAP_VALUE:
+                return False
+            stack.pop()
+            if not stack:
+                out.append(top[1])
+                self._vbytes = 0
+                return True
+        return False
 
     def _push(self, kind: int, count: int) -> Any:
         """Open a collection of ``count`` items; return the (still empty) container."""
