@@ -271,6 +271,22 @@ def test_values_the_fast_path_leaves_to_the_exact_engine() -> None:
         assert [v for step in decode_pieces(data, size) for v in step] == expected
 
 
+@pytest.mark.parametrize("size", [1, 3, 64, 4096])
+def test_big_array_in_pieces_mixing_fast_and_exact_items(size: int) -> None:
+    """Items of an open array go to cbor2 in bulk, except those it cannot vouch for."""
+    items: list[Any] = []
+    for i in range(400):
+        items += [i, b"n" * (i % 300), {b"k": [i]}, {i: b"int key"}, {-i, b"s"}, [[], {}]]
+    value = [items, b"tail"]
+    data = cbor.dumps(value)
+    steps = decode_pieces(data, size)
+    assert [v for step in steps for v in step] == [value]
+    assert steps[-1] == [value]
+    broken = data.replace(cbor.dumps({7: b"int key"}), b"\xa1\x07\x61x", 1)
+    with pytest.raises(CBORDecodeError, match=r"^string major type not supported$"):
+        decode_pieces(broken, size)
+
+
 def test_error_after_good_values_in_one_feed() -> None:
     data = cbor.dumps([1, 2]) * 100 + b"\xa1\x80\x01" + cbor.dumps(3)
     assert both_engines(data) == ("error", "collections not supported as map keys")
@@ -399,6 +415,10 @@ def test_deviation_max_depth_limit(depth: int) -> None:
             "ok",
             [innermost_set],
         )
+    for size in (1, 2, 5):  # the same limits when the value arrives in pieces
+        assert decode_pieces(cbor.dumps([1, ok, 2]), size, max_depth=depth + 1)[-1] == [[1, ok, 2]]
+        with pytest.raises(CBORDecodeError, match="nesting deeper"):
+            decode_pieces(cbor.dumps([1, [ok], 2]), size, max_depth=depth + 1)
     with pytest.raises(ValueError):
         Decoder(max_depth=cbor.MAX_DEPTH_CEILING + 1)
 
