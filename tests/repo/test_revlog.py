@@ -445,3 +445,18 @@ def test_base_above_revision_is_an_error(vfs: VFS) -> None:
     vfs.atomic_write("b.i", bytes(raw))
     with pytest.raises(RepositoryError, match="invalid delta base 7"):
         Revlog(vfs, "b").revision(1)
+
+
+def test_refuses_to_append_to_a_revlog_changed_on_disk(vfs: VFS) -> None:
+    first = build(vfs, [b"a\n"], radix="shared")
+    second = Revlog(vfs, "shared")
+    first.addrevision(b"b\n", FakeTransaction(vfs), 1, first.node(0), nullid)
+    with pytest.raises(RepositoryError, match=r"shared\.i: changed on disk"):
+        second.addrevision(b"c\n", FakeTransaction(vfs), 1, second.node(0), nullid)
+    assert Revlog(vfs, "shared").revision(1) == b"b\n"
+    split = SplitRevlog(vfs, "s2")
+    split.addrevision(b"x" * 100, FakeTransaction(vfs), 0, nullid, nullid)
+    with vfs("s2.d", "ab") as fh:
+        fh.write(b"junk")
+    with pytest.raises(RepositoryError, match=r"s2\.d: changed on disk \(size 16, expected 12\)"):
+        split.addrevision(b"y" * 100, FakeTransaction(vfs), 1, nullid, nullid)

@@ -909,6 +909,7 @@ class Revlog:
         if tr is not self._tr:
             self._tr = tr
             self._journaled = {}
+            self._check_unchanged()
             if self.persistent_nodemap:
                 from hgwire.repo import nodemap
 
@@ -942,6 +943,22 @@ class Revlog:
         if self.inline:
             assert self._inline_data is not None
             self._inline_data += entry + chunk
+
+    def _check_unchanged(self) -> None:
+        """Refuse to append when the files no longer match what was loaded: another writer
+        (or a rollback) changed them, and appending would corrupt the revlog."""
+        checks = [
+            (self.indexfile, len(self._inline_data or b"") if self.inline else len(self._index))
+        ]
+        if not self.inline:
+            checks.append((self.datafile, self._datasize()))
+        for path, expected in checks:
+            actual = self.opener.size(path)
+            if actual != expected:
+                raise RepositoryError(
+                    f"{path}: changed on disk (size {actual}, expected {expected}); "
+                    "reopen the revlog before writing"
+                )
 
     def _appended(self, entry: bytes, node: bytes) -> None:
         rev = len(self)
