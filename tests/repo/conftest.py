@@ -9,6 +9,8 @@ All session fixtures are shared and read-only: use ``repo_copy`` before modifyin
   ``public_repo_facts``: its recorded JSON facts.
 - ``corpus10k``: the 10k-changeset corpus of real history, unpacked once per session.
 - ``repo_copy(path)``: a private copy of a repository below ``tmp_path``.
+- ``hgrepo_factory(version, steps)``: a new repository below ``tmp_path`` built by real
+  Mercurial ``version`` from ``steps`` (see ``hgrepos.History``).
 """
 
 from __future__ import annotations
@@ -90,3 +92,21 @@ def repo_copy(tmp_path: Path) -> Callable[[Path], Path]:
         return hgrepos.copy_repo(Path(src), tmp_path / f"repo-copy-{counter[0]}")
 
     return copy
+
+
+@pytest.fixture
+def hgrepo_factory(tmp_path: Path) -> Callable[..., hgrepos.GeneratedRepo]:
+    """Build a custom repository with real Mercurial: ``factory("7.2.4", steps)``."""
+    counter = [0]
+
+    def build(
+        version: str, steps: list[hgrepos.Step], init_args: tuple[str, ...] = ()
+    ) -> hgrepos.GeneratedRepo:
+        hg = require_hg(version)
+        counter[0] += 1
+        dest = tmp_path / f"hgrepo-{counter[0]}"
+        dest.mkdir()
+        hgrepos.run_hg_steps(hg, dest, [["hg", ["init", "-q", *init_args]], *steps])
+        return hgrepos.GeneratedRepo(path=dest, version=version, hg=hg)
+
+    return build

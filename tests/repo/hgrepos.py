@@ -166,6 +166,11 @@ class _History:
         self.hg("tag", *self.stamp(), *args)
 
 
+#: Public name for scripting custom histories: ``h = History(); h.write(...); h.commit(...)``
+#: then ``build_repo(hg, dest, h.steps)``.
+History = _History
+
+
 def _full_history() -> list[Step]:
     rnd = random.Random(20231114)
     h = _History()

@@ -11,6 +11,7 @@ Mercurial process per repository (``hgrepos.hg_facts``).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +142,27 @@ def test_vector_repo_reads_like_hg(
 @pytest.mark.slow
 def test_corpus_reads_like_hg(corpus10k: Path, hg60_path: Path) -> None:
     assert_reads_like_hg(corpus10k, hgrepos.hg_facts(hg60_path, corpus10k, cache=True))
+
+
+def test_custom_history_reads_like_hg(
+    hgrepo_factory: Callable[..., hgrepos.GeneratedRepo],
+) -> None:
+    """A scripted history (tree of copies on a named branch) built by the fixture factory,
+    in the 6.0 format without generaldelta and with zlib (as older repositories are)."""
+    h = hgrepos.History()
+    h.write("one.txt", b"1\n")
+    h.hg("add", "one.txt")
+    h.commit("one")
+    h.hg("branch", "b")
+    h.hg("copy", "one.txt", "two.txt")
+    h.commit("copy on b")
+    init = [
+        "format.sparse-revlog=no",
+        "format.usegeneraldelta=no",
+        "format.revlog-compression=zlib",
+    ]
+    repo = hgrepo_factory("6.0", h.steps, tuple(a for c in init for a in ("--config", c)))
+    facts = repo.facts()
+    assert "generaldelta" not in facts["requires"]
+    assert "revlog-compression-zstd" not in facts["requires"]
+    assert_reads_like_hg(repo.path, facts)
