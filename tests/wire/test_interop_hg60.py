@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -163,7 +164,12 @@ big_bytes = st.builds(
 )
 response_objects = st.lists(st.one_of(values, values, values, values, big_bytes), max_size=6)
 command_names = st.binary(min_size=1, max_size=16)
-arguments = st.dictionaries(st.binary(min_size=1, max_size=10), values, max_size=4)
+arg_names = st.binary(min_size=1, max_size=10)
+arguments = st.one_of(
+    st.dictionaries(arg_names, values, max_size=4),
+    # A request map over 32 KiB: several command-request frames (more/continuation).
+    st.dictionaries(arg_names, big_bytes, min_size=1, max_size=2),
+)
 request_data = st.one_of(
     st.none(), st.binary(max_size=100), st.integers(32767, 70000).map(lambda n: b"d" * n)
 )
@@ -292,6 +298,8 @@ def test_hg_client_against_our_server(
         (frame,) = read_frames(bytes.fromhex(hexframe))
         per_request.setdefault(frame.request_id, []).append(hexframe)
     body = bytes.fromhex("".join(head + interleave(list(per_request.values()), rnd)))
+    hypothesis.event(f"encoding {chosen_encoding(encoders)}")
+    hypothesis.event(f"frames per request > 2: {any(len(q) > 2 for q in per_request.values())}")
 
     server = ServerReactor(defer_output=defer_output)
     stream = None
@@ -479,6 +487,8 @@ def test_our_client_against_hg_server(
         per_request.setdefault(frame.request_id, []).append(frame.to_bytes().hex())
     ordered = [frames[0].to_bytes().hex(), *interleave(list(per_request.values()), rnd)]
     body = bytes.fromhex("".join(ordered))
+    hypothesis.event(f"encoding {chosen_encoding(encoders)}")
+    hypothesis.event(f"frames per request > 2: {any(len(q) > 2 for q in per_request.values())}")
 
     hg_peer("server_new", deferoutput=defer_output)
     out: list[str] = []
@@ -518,6 +528,7 @@ def test_our_client_against_hg_server(
     poisoned = poisoned_after_error(
         run, {r: c[4] for r, c in sent.items()}, chosen_encoding(encoders), True
     )
+    hypothesis.event(f"responses not compared (after a mid-response error): {bool(poisoned)}")
     if not poisoned:
         assert not [e for e in events if isinstance(e, ProtocolErrorEvent)]
     completed = {e.request_id for e in events if isinstance(e, ResponseComplete)}
