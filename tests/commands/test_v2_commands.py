@@ -214,6 +214,24 @@ def test_unknown_explicit_node_without_data_is_echoed(
     assert objs == [{b"totalitems": 1}, {b"node": b"\x01" * 20}]
 
 
+def test_null_changeset_in_changesetexplicit(
+    full_repo60: hgrepos.GeneratedRepo, run_v2: V2Runner
+) -> None:
+    """As 6.0: the null changeset has null parents, is public, and an empty text."""
+    spec = [{b"type": b"changesetexplicit", b"nodes": [NULLID]}]
+    fields = {b"parents", b"phase", b"revision"}
+    objs = _ok(run_v2(full_repo60.path, b"changesetdata", {b"revisions": spec, b"fields": fields}))
+    assert objs == [
+        {b"totalitems": 1},
+        {b"node": NULLID, b"parents": [NULLID, NULLID], b"phase": b"public",
+         b"fieldsfollowing": [[b"revision", 0]]},
+        b"",
+    ]  # fmt: skip
+    assert _ok(run_v2(full_repo60.path, b"filesdata", {b"revisions": spec})) == [
+        {b"totalitems": 0, b"totalpaths": 0}
+    ]
+
+
 # -- revision data -------------------------------------------------------------------------
 
 

@@ -127,6 +127,9 @@ def test_full_repo_matches_hg60(full_repo60: hgrepos.GeneratedRepo) -> None:
         (b"changesetdata", {
             b"revisions": [{b"type": b"changesetexplicitdepth", b"nodes": [nodes[7]],
                             b"depth": 3}], b"fields": {b"parents"}}),
+        (b"changesetdata", {
+            b"revisions": [{b"type": b"changesetexplicit", b"nodes": [b"\0" * 20, nodes[4]]}],
+            b"fields": {b"parents", b"phase", b"revision"}}),
         (b"manifestdata", {b"tree": b"", b"nodes": mnodes, b"fields": allfields,
                            b"haveparents": True}),
         (b"manifestdata", {b"tree": b"", b"nodes": mnodes[3:], b"fields": allfields}),

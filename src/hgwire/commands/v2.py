@@ -637,13 +637,15 @@ def _changesetdata(
         d: dict[bytes, Any] = {b"node": node}
         if rev is not None:
             if wantparents:
-                d[b"parents"] = [node_of(p1s[rev]), node_of(p2s[rev])]
+                d[b"parents"] = (
+                    [node_of(p1s[rev]), node_of(p2s[rev])] if rev >= 0 else [NULLID, NULLID]
+                )
             if wantphase:
-                d[b"phase"] = common.phase_name(view, rev, publishing)
+                d[b"phase"] = common.phase_name(view, rev, publishing) if rev >= 0 else b"public"
         if wantmarks and node in marks:
             d[b"bookmarks"] = marks.pop(node)
         if wantrev and rev is not None:
-            text = cl.revision(rev)
+            text = cl.revision(rev) if rev >= 0 else b""
             d[b"fieldsfollowing"] = [[b"revision", len(text)]]
             yield d
             yield text
