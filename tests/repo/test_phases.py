@@ -124,3 +124,29 @@ def test_written_phases_read_by_hg(
     assert (path / ".hg" / "store" / "undo.backupfiles").exists()
     again = phases.PhaseCache.load(Repository.open(path))
     assert again.phases == pc.phases
+
+
+@pytest.mark.interop
+def test_archived_and_internal_phases_match_hg72(
+    full_repo72: hgrepos.GeneratedRepo, repo_copy: Callable[[Path], Path]
+) -> None:
+    """Phases 32 (archived) and 96 (internal) with their requirements, as 7.2 reads them."""
+    path = repo_copy(full_repo72.path)
+    store = path / ".hg" / "store"
+    reqs = (store / "requires").read_bytes().splitlines()
+    reqs += [b"exp-archived-phase", b"internal-phase-2"]
+    (store / "requires").write_bytes(b"".join(r + b"\n" for r in sorted(reqs)))
+    repo = Repository.open(path)
+    cl = repo.changelog
+    extra = b"32 %s\n96 %s\n" % (cl.node(13).hex().encode(), cl.node(15).hex().encode())
+    (store / "phaseroots").write_bytes((store / "phaseroots").read_bytes() + extra)
+    pc = phases.PhaseCache.load(repo)
+    assert pc.phase(13) == phases.ARCHIVED and pc.phase(15) == phases.INTERNAL
+    assert pc.hidden_revs() == {13, 15, 17}
+    assert list(pc.phases) == hgrepos.hg_facts(full_repo72.hg, path)["phases"]
+    # moving a boundary keeps the special roots, and hg reads the result the same way
+    with repo.transaction(b"phase") as tr:
+        pc.advance_boundary(phases.PUBLIC, [11])
+        pc.write(tr, repo.svfs)
+    assert list(pc.phases) == hgrepos.hg_facts(full_repo72.hg, path)["phases"]
+    assert pc.phase(13) == phases.ARCHIVED
