@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hgwire.errors import LookupNodeError
 from hgwire.repo import dagops
 from hgwire.repo.dagops import DAG, NULLREV
 
@@ -153,7 +154,7 @@ def test_from_parentrevs_and_validation() -> None:
     assert dagops.headrevs(DAG.from_arrays([], [])) == [NULLREV]
     with pytest.raises(ValueError, match="revision 1"):
         DAG.from_arrays([-1, 1], [-1, -1])
-    with pytest.raises(IndexError):
+    with pytest.raises(LookupNodeError, match="no node 7"):
         dagops.ancestors(dag, [7])
 
 

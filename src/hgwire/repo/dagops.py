@@ -15,6 +15,8 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
+from hgwire.errors import LookupNodeError
+
 NULLREV = -1
 
 
@@ -112,7 +114,7 @@ def _marks(n: int, revs: Iterable[int]) -> tuple[bytearray, int, int]:
         if r < 0:
             continue
         if r >= n:
-            raise IndexError(f"revision {r} out of range (0..{n - 1})")
+            raise LookupNodeError(r, "changelog")
         mark[r] = 1
         if r < lo:
             lo = r
