@@ -460,3 +460,26 @@ def test_refuses_to_append_to_a_revlog_changed_on_disk(vfs: VFS) -> None:
         fh.write(b"junk")
     with pytest.raises(RepositoryError, match=r"s2\.d: changed on disk \(size 16, expected 12\)"):
         split.addrevision(b"y" * 100, FakeTransaction(vfs), 1, nullid, nullid)
+
+
+def test_headrevs_and_columns_on_random_dags(vfs: VFS) -> None:
+    import random
+
+    rnd = random.Random(5)
+    for t in range(30):
+        rl = Revlog(vfs, f"dag{t}", compression="none")
+        tr = FakeTransaction(vfs)
+        for i in range(rnd.randint(1, 40)):
+            p1 = i - 1 if rnd.random() < 0.6 else rnd.randint(-1, i - 1)
+            p2 = -1 if rnd.random() < 0.7 else rnd.randint(-1, i - 1)
+            rl.addrevision(b"%d\n" % i, tr, i, rl.node(p1), rl.node(p2))
+        parents = {p for r in rl for p in rl.parentrevs(r)}
+        assert rl.headrevs() == [r for r in rl if r not in parents]
+        p1s, p2s = Revlog(vfs, f"dag{t}").parentrevs_array()
+        assert [(a, b) for a, b in zip(p1s, p2s, strict=True)] == [rl.parentrevs(r) for r in rl]
+        assert list(rl.column("base")) == [rl._entry(r)[3] for r in rl]
+        # cached columns follow later appends
+        rl.addrevision(b"tip\n", tr, len(rl), rl.node(0), nullid)
+        assert list(rl.column("p1"))[-1] == 0 and len(rl.column("linkrev")) == len(rl)
+        assert rl.headrevs()[-1] == len(rl) - 1
+    assert Revlog(vfs, "empty").headrevs() == [nullrev]

@@ -148,9 +148,14 @@ def our_dump(repo: Path) -> dict[str, Any]:
     return res
 
 
-def make_history(hg: Runner, repo: Path, compression: str, commits: int = 6) -> None:
+def make_history(
+    hg: Runner, repo: Path, compression: str, commits: int = 6, legacy: bool = False
+) -> None:
     """A small but varied history created by real hg."""
-    hg("init", repo, extra=["--config", f"format.revlog-compression={compression}"])
+    cfg = ["--config", f"format.revlog-compression={compression}"]
+    if legacy:  # no generaldelta: deltas against the previous revision, chain-base field
+        cfg += ["--config", "format.generaldelta=no", "--config", "format.sparse-revlog=no"]
+    hg("init", repo, extra=cfg)
     rnd = random.Random(7)
     big = bytearray(rnd.randbytes(600_000) + b"".join(b"row %d\n" % i for i in range(60_000)))
     text = [b"line %d of the text file\n" % i for i in range(300)]
@@ -200,10 +205,13 @@ def hg_repos(
             path = tmp_path_factory.mktemp("hgrepos") / f"r{label}-{comp}"
             make_history(runner, path, comp)
             repos[f"{label}-{comp}"] = path
+    path = tmp_path_factory.mktemp("hgrepos") / "r6.0-legacy"
+    make_history(hg60, path, "zlib", commits=4, legacy=True)
+    repos["6.0-legacy"] = path
     return repos
 
 
-@pytest.mark.parametrize("which", ["6.0-zstd", "6.0-zlib", "7.2-zstd", "7.2-zlib"])
+@pytest.mark.parametrize("which", ["6.0-zstd", "6.0-zlib", "7.2-zstd", "7.2-zlib", "6.0-legacy"])
 def test_every_revision_matches_mercurial(
     which: str, hg_repos: dict[str, Path], hg60_path: Path, hg72_path: Path
 ) -> None:
@@ -219,6 +227,7 @@ def test_every_revision_matches_mercurial(
     assert not Revlog(store, "data/big.dat").inline
     assert Revlog(store, "data/text.txt").inline
     assert max(Revlog(store, "data/big.dat").rawsize(r) for r in range(3)) > 1_000_000
+    assert Revlog(store, "data/text.txt").generaldelta == (which != "6.0-legacy")
     cl = Changelog(store)
     assert cl.inline == which.startswith("6.0")
     heads = [cl.branchinfo(r) for r in cl.headrevs()]
@@ -258,10 +267,14 @@ def hgwire_commit(
     extra: dict[bytes, bytes] | None = None,
 ) -> bytes:
     """Commit on top of the changelog tip with hgwire's storage API only."""
-    comp = "zstd" if compression_of(Path(store.base).parent.parent) == "zstd" else "zlib"
+    root = Path(store.base).parent.parent
+    comp = compression_of(root)
+    gd = b"generaldelta" in (root / ".hg" / "requires").read_bytes() + (
+        store.rawvfs.tryread("requires")
+    )
     tr = Journal(store)
     cl = Changelog(store, compression=comp)
-    ml = ManifestRevlog(store, compression=comp)
+    ml = ManifestRevlog(store, compression=comp, generaldelta=gd)
     p1 = cl.tip() if len(cl) else nullid
     pm_node = cl.read(p1).manifest if p1 != nullid else nullid
     parent = ml.read(pm_node) if pm_node != nullid else Manifest()
@@ -272,7 +285,7 @@ def hgwire_commit(
             del m[path]
             continue
         content, flags = change
-        fl = Filelog(store, path, compression=comp)
+        fl = Filelog(store, path, compression=comp, generaldelta=gd)
         fp1 = parent[path][0] if path in parent else nullid
         fp2 = nullid
         meta = None
@@ -306,7 +319,7 @@ def verify(hg: Runner, repo: Path, config: list[str] = ()) -> None:  # type: ign
     assert "warning" not in out and "error" not in out, out
 
 
-@pytest.mark.parametrize("which", ["6.0-zstd", "7.2-zlib"])
+@pytest.mark.parametrize("which", ["6.0-zstd", "7.2-zlib", "6.0-legacy"])
 def test_hgwire_commits_pass_hg_verify(
     which: str,
     hg_repos: dict[str, Path],
@@ -341,6 +354,7 @@ def test_hgwire_commits_pass_hg_verify(
             changes[b"new/dir/file 0.txt"] = None
         hgwire_commit(store, changes, b"hgwire commit %d\n\n  " % i, copies=copies)
     assert not Revlog(store, "data/grows.dat").inline
+    assert Revlog(store, "data/grows.dat").generaldelta == (which != "6.0-legacy")
     for runner in (hg60, hg72):
         verify(runner, repo)
     for hg_path in (hg60_path, hg72_path):
