@@ -14,7 +14,9 @@ Differences from 6.0, all deliberate:
   command error before any output, where 6.0 fails with an internal (server) error.
 * ``filesdata`` serves histories that remove files (6.0 aborts with "No such manifest
   entry", spec §8.5 step 4) and finds the file revisions from manifest deltas instead of
-  rebuilding a full manifest per changeset.
+  rebuilding a full manifest per changeset. With ``haveparents``, a touched path whose
+  manifest line equals its parent's is not re-sent (6.0 re-sends that file revision
+  when the parent is on the client; the client already has it).
 * Revision data is a stored delta when its base is a revision sent earlier in the
   response or (``haveparents``) a parent; otherwise a full text — never a delta computed
   on the fly (6.0 diffs against the previously sent revision, §8.9).
@@ -407,17 +409,25 @@ class FileRevisionCollector:
         elif fnode not in known:
             known[fnode] = linknode
 
-    def _delta_lines(self, mrev: int, base: int) -> dict[bytes, bytes] | None:
-        """Lines inside the hunks of ``mrev``'s stored delta against ``base``."""
-        ml = self.repo.manifestlog
-        stored, delta = ml.storeddelta(mrev)
+    def _delta_data(self, mrev: int, base: int) -> bytes | None:
+        """The new lines of ``mrev``'s stored delta against ``base`` (the data of its
+        hunks, whole lines), or None when that delta is not against ``base`` or its
+        hunks do not hold whole lines."""
+        stored, delta = self.repo.manifestlog.storeddelta(mrev)
         if stored != base:
             return None
         try:
             data = b"".join(h[2] for h in mdiff.hunks(delta))
         except mdiff.PatchError:
             return None
-        return _manifest_lines(data)
+        if data and not data.endswith(b"\n"):
+            return None
+        return data
+
+    def _delta_lines(self, mrev: int, base: int) -> dict[bytes, bytes] | None:
+        """Lines inside the hunks of ``mrev``'s stored delta against ``base``."""
+        data = self._delta_data(mrev, base)
+        return None if data is None else _manifest_lines(data)
 
     def _full_lines(self, mrev: int) -> dict[bytes, bytes]:
         lines = _manifest_lines(self.repo.manifestlog.rawdata(mrev))
@@ -463,17 +473,24 @@ class FileRevisionCollector:
             return
         ml = self.repo.manifestlog
         base = ml.deltaparent(mrev)
-        lines = self._delta_lines(mrev, base) if base != NULLREV else None
-        if lines is None:
-            lines = self._full_lines(mrev)
-            base = NULLREV
-        unresolved = [p for p in touched if p not in lines]
+        data = self._delta_data(mrev, base) if base != NULLREV else None
+        if data is None:
+            # a full text: a touched path it lacks was removed
+            text = ml.rawdata(mrev)
+            for p in touched:
+                hexnode = _find_line(text, p)
+                if hexnode is not None:
+                    self._register(p, hexnode, linknode)
+            return
+        unresolved = []
         for p in touched:
-            hexnode = lines.get(p)
-            if hexnode is not None:
+            hexnode = _find_line(data, p)
+            if hexnode is None:
+                unresolved.append(p)
+            else:
                 self._register(p, hexnode, linknode)
-        if not unresolved or base == NULLREV:
-            return  # lines of a full text: unresolved paths were removed
+        if not unresolved:
+            return
         # Outside the delta's hunks a line equals the base's. When the base is a
         # parent's manifest, such a file revision is the parent's: already registered
         # or on the client (haveparents). Otherwise look the paths up in the text.
