@@ -934,14 +934,17 @@ def rawstorefiledata(ctx: CommandContext, files: Any, pathfilter: Any) -> Iterat
 
 
 def _rawstorefiledata(opened: list[tuple[bytes, int, IO[bytes]]]) -> Iterator[Any]:
+    done = False
     try:
         yield {b"filecount": len(opened), b"totalsize": sum(s for _n, s, _f in opened)}
         for name, size, fh in opened:
             yield {b"location": b"store", b"path": name, b"size": size}
             yield IndefiniteBytes(_filechunks(fh, size))
+        done = True
     finally:
-        for _n, _s, fh in opened:
-            fh.close()
+        if not done:  # abandoned: nobody will read the files (else _filechunks closes)
+            for _n, _s, fh in opened:
+                fh.close()
 
 
 __all__ = [
