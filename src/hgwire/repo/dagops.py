@@ -123,6 +123,16 @@ def _marks(n: int, revs: Iterable[int]) -> tuple[bytearray, int, int]:
     return mark, lo, hi
 
 
+def _checked(dag: DAG, revs: Iterable[int]) -> list[int]:
+    """``revs`` without nullrev; unknown revisions raise :class:`LookupNodeError`."""
+    n = len(dag)
+    out = [r for r in revs if r >= 0]
+    for r in out:
+        if r >= n:
+            raise LookupNodeError(r, "changelog")
+    return out
+
+
 def ancestor_marks(dag: DAG, revs: Iterable[int], stoprev: int = 0) -> bytearray:
     """Marks of ``revs`` and all their ancestors with rev >= ``stoprev``."""
     mark, _lo, hi = _marks(len(dag), revs)
@@ -165,11 +175,12 @@ def _revs_of(mark: bytearray | bytes) -> list[int]:
 def ancestors(dag: DAG, revs: Iterable[int], inclusive: bool = False, stoprev: int = 0) -> set[int]:
     """Ancestors of ``revs`` with rev >= ``stoprev``; ``revs`` themselves only when
     ``inclusive`` or when one is an ancestor of another (Mercurial's semantics)."""
+    revs = _checked(dag, revs)
     if inclusive:
         seeds: Iterable[int] = revs
     else:
         p1, p2 = dag.p1, dag.p2
-        seeds = [p for r in revs if r >= 0 for p in (p1[r], p2[r])]
+        seeds = [p for r in revs for p in (p1[r], p2[r])]
     mark = ancestor_marks(dag, seeds, stoprev)
     stoprev = max(stoprev, 0)
     out: set[int] = set()
@@ -188,7 +199,7 @@ class LazyAncestors:
 
     def __init__(self, dag: DAG, revs: Iterable[int], inclusive: bool = False, stoprev: int = 0):
         self._dag = dag
-        self._initrevs = [r for r in revs if r >= 0]
+        self._initrevs = _checked(dag, revs)
         self._inclusive = inclusive
         self._stoprev = max(stoprev, 0)
         self._seen: set[int] = set()
