@@ -359,3 +359,21 @@ def test_progress_is_reported(corpus10k: Path) -> None:
     topics = {p[0] for p in progress}
     assert topics == {b"changesets", b"files"}
     assert (b"changesets", 1500, 1500) in progress
+
+
+def test_filedata_never_names_a_secret_linknode(
+    full_repo60: hgrepos.GeneratedRepo, run_v2: V2Runner
+) -> None:
+    """Deliberate difference: 6.0 answers with the secret changeset as ``linknode``.
+    We refuse the node when its linknode is asked for; its data alone is addressed by
+    hash and served as 6.0 does (knowing the hash means knowing the content)."""
+    repo = Repository.open(full_repo60.path)
+    fl = repo.file(b"secret.txt")
+    assert repo.changelog.node(fl.linkrev(0)) == repo.changelog.node(SECRET_REV)
+    args = {b"path": b"secret.txt", b"nodes": [fl.node(0)], b"fields": {b"revision"}}
+    objs = _ok(run_v2(full_repo60.path, b"filedata", args))
+    assert objs[2] == b"not to be served\n"
+    args[b"fields"] = {b"revision", b"linknode"}
+    assert _cmderr(run_v2(full_repo60.path, b"filedata", args)) == (
+        b"unknown file node: " + fl.node(0).hex().encode()
+    )
