@@ -46,8 +46,7 @@ WORKER = r"""
 import json, os, shutil, sys, time
 from mercurial import hg, ui as uimod, verify as verifymod, commands, phases
 u = uimod.ui.load()
-u.setconfig(b"ui", b"quiet", b"true")
-u.fout = open(os.devnull, "wb")
+u.fout = open(os.devnull, "wb")  # output is produced (not quiet), then discarded
 for line in sys.stdin:
     req = json.loads(line)
     path = req["repo"]

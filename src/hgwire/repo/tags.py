@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from hgwire.errors import LookupNodeError
+from hgwire.errors import LookupNodeError, RepositoryError
 from hgwire.repo import dagops
 from hgwire.repo.dagops import DAG
 
@@ -63,21 +63,27 @@ def update(filetags: TagHistory, alltags: TagHistory) -> None:
 
 
 def hgtags_filenode(repo: Any, rev: int) -> bytes | None:
-    """The ``.hgtags`` file node in the manifest of changeset ``rev`` (None if absent)."""
+    """The ``.hgtags`` file node in the manifest of changeset ``rev`` (None if absent).
+
+    Looks the entry up in the raw manifest text (spec §4.2: ``<path>\\0<hex>``, sorted
+    lines; ``.hgtags`` sorts near the top) instead of parsing the whole manifest.
+    """
     mnode = repo.changelog.read(rev).manifest
     if mnode == NULLID:
         return None
-    manifest = _read_manifest(repo, mnode)
-    entry = manifest.get(b".hgtags")
-    return None if entry is None else bytes(entry[0])
-
-
-def _read_manifest(repo: Any, mnode: bytes) -> Any:
-    ml = repo.manifestlog
-    reader = getattr(ml, "read", None)
-    if reader is None:
-        reader = ml.getstorage(b"").read
-    return reader(mnode)
+    text = bytes(repo.manifestlog.revision(mnode))
+    key = b".hgtags\0"
+    if text.startswith(key):
+        start = len(key)
+    else:
+        pos = text.find(b"\n" + key)
+        if pos < 0:
+            return None
+        start = pos + 1 + len(key)
+    try:
+        return bytes.fromhex(text[start : start + 40].decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        raise RepositoryError(f"manifest {mnode.hex()}: bad .hgtags entry") from None
 
 
 def findglobaltags(repo: Any, heads: Iterable[int]) -> TagHistory:
