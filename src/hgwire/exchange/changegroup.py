@@ -520,9 +520,21 @@ def makechangegroup(
     def clnode(rev: int) -> bytes:
         return cl.node(rev)
 
+    mnodes: dict[int, bytes] = {}  # changeset rev -> manifest node
+
+    def manifestof(crev: int) -> bytes:
+        mnode = mnodes.get(crev)
+        if mnode is None:
+            mnode = mnodes[crev] = _manifestnode(cl.rawdata(crev))
+        return mnode
+
     def cldeltas() -> Iterator[RevisionDelta]:
-        for d in _revisiondeltas(cl, csets, version, clnode, lambda r: r in commonrevs):
-            mnode = _manifestnode(cl.rawdata(d.node))
+        for crev, d in zip(
+            csets,
+            _revisiondeltas(cl, csets, version, clnode, lambda r: r in commonrevs),
+            strict=True,
+        ):
+            mnode = manifestof(crev)
             if mnode != NULLID:
                 mfs.setdefault(mnode, d.node)
             yield d
@@ -533,11 +545,12 @@ def makechangegroup(
         mrevs = sorted(r for r in (ml.rev(n) for n in mfs) if ml.linkrev(r) not in commonrevs)
         # file revisions: lines changed against the p1 changeset's manifest
         for crev in csets:
-            mnode = _manifestnode(cl.rawdata(crev))
+            mnode = mnodes[crev]
             if mnode == NULLID:
                 continue
             p1 = cl.parentrevs(crev)[0]
-            p1m = ml.rev(_manifestnode(cl.rawdata(p1))) if p1 != NULLREV else NULLREV
+            p1mnode = manifestof(p1) if p1 != NULLREV else NULLID
+            p1m = ml.rev(p1mnode) if p1mnode != NULLID else NULLREV
             mrev = ml.rev(mnode)
             if p1m == mrev:
                 continue
