@@ -55,6 +55,9 @@ def test_init_matches_hg_init(
     assert make_runner(hg)("verify", cwd=tmp_path / "ours").returncode == 0
     status, out, _err = hgwire(capsysbinary, "log", "-R", str(tmp_path / "ours"))
     assert (status, out) == (0, b"")
+    theirs = make_runner(hg)("log", "-r", "tip", "-r", "null", cwd=tmp_path / "ours").stdout
+    status, out, _err = hgwire(capsysbinary, "log", "-R", str(tmp_path / "ours"), "-r", "tip")
+    assert status == 0 and without_phase(out) == theirs
     status, _out, err = hgwire(capsysbinary, "init", str(tmp_path / "ours"))
     assert status == 255 and b"already exists" in err
 

@@ -196,7 +196,7 @@ class LogPrinter:
         p1, p2 = view.dag.parentrevs(rev) if rev >= 0 else (-1, -1)
         if self.debug or p2 != -1:
             parents = [p1, p2]
-        elif p1 != rev - 1:
+        elif p1 < rev - 1:
             parents = [p1]
         else:
             parents = []
