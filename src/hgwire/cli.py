@@ -24,6 +24,7 @@ checks files out.
 COMMAND_MODULES = (
     "hgwire.wire.debugcmds",
     "hgwire.repo.commands",
+    "hgwire.server.cli",
 )
 
 
