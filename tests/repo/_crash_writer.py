@@ -135,3 +135,61 @@ def add_changesets(repo: Repository, tr: Transaction, count: int, tag: int) -> N
             n,
         )
         cl.append(tr, ctext, linkrev, p1)
+
+
+def _noise(seed: bytes, size: int) -> bytes:
+    """Deterministic incompressible bytes (grows a filelog past the inline limit)."""
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(seed + b"%d" % counter).digest()
+        counter += 1
+    return bytes(out[:size])
+
+
+def _grow(repo: Repository, entries: dict[bytes, tuple[bytes, bytes]], link: int) -> bytes:
+    """The next ``big.bin``: the tail of the previous one plus 12 KiB of new noise."""
+    previous = b""
+    if b"big.bin" in entries:
+        previous = repo.file(b"big.bin").read(entries[b"big.bin"][0])
+    return previous[-36864:] + _noise(b"%d" % link, 12288)
+
+
+def add_changesets_with_revlogs(repo: Repository, tr: Transaction, count: int, tag: int) -> None:
+    """Like :func:`add_changesets` but through hgwire's changelog/manifest/filelog writers.
+
+    Besides small edits, ``big.bin`` gets 12 KiB of fresh incompressible data each time (as a new
+    revlog object each time, like independent callers),
+    so its filelog is split from inline to ``.i`` + ``.d`` within some transaction (§3.4).
+    """
+    from hgwire.repo.manifest import Manifest
+
+    cl, ml = repo.changelog, repo.manifestlog
+    for i in range(count):
+        link = len(cl)
+        p1 = cl.tip() if link else NULLID
+        mp1 = cl.read(p1).manifest if link else NULLID
+        old = ml.read(mp1) if link else Manifest()
+        entries = {path: (old[path][0], old.flags(path)) for path in old}
+        files = {
+            b"common.txt": b"line %d of tx %d\n" % (link, tag) * (1 + link % 7),
+            b"Sub Dir/New_%d.txt" % link: b"new %d\n" % i,
+            b"big.bin": _grow(repo, entries, link),
+        }
+        if link % 4 == 3:
+            files[b"aux/" + b"Long Name " * 14 + b"%d" % link] = b"hashed\n"
+        for path, content in files.items():
+            fl = repo.file(path)
+            parent = entries.get(path, (NULLID, b""))[0]
+            entries[path] = (fl.add(content, None, tr, link, parent, NULLID), b"")
+        mnode = ml.add(Manifest(entries), tr, link, mp1, NULLID)
+        cl.add(
+            mnode,
+            sorted(files),
+            b"change %d (tx %d)" % (link, tag),
+            tr,
+            p1,
+            NULLID,
+            b"test <test@example.com>",
+            (1700000000 + link, 0),
+        )

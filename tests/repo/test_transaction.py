@@ -73,6 +73,18 @@ def test_abort_restores_store_exactly(repo: Repository) -> None:
     assert not (repo.path / "store" / "lock").is_symlink()
 
 
+def test_rewrite_after_append_is_undone(repo: Repository) -> None:
+    """A file appended to, then rewritten in place (an inline revlog split by another
+    revlog object), is restored exactly: backup first, then truncation."""
+    before = _store(repo)
+    with pytest.raises(RuntimeError), repo.transaction(b"x") as tr:
+        _append(repo, tr, "data/old.i", b" appended")
+        tr.addbackup("data/old.i")
+        repo.svfs.atomic_write("data/old.i", b"rewritten")
+        raise RuntimeError
+    assert _store(repo) == before
+
+
 def test_close_writes_fncache_and_undo_files(repo: Repository) -> None:
     with repo.transaction(b"commit") as tr:
         _append(repo, tr, "data/Sub/B.txt.i", b"b")

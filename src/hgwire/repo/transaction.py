@@ -303,7 +303,8 @@ class Transaction:
         """Copy ``path`` aside before it is rewritten; abort restores (or deletes) it.
 
         The copy is complete before its entry is written, so a crash in between leaves
-        only an unused copy. ``for_offset``: back up a file already journaled by size.
+        only an unused copy. ``for_offset`` is accepted for Mercurial's signature; files
+        journaled by size are always backed up.
         """
         self._active()
         f = fsbytes(path)
@@ -311,8 +312,10 @@ class Transaction:
         store = key[0] == ""
         if key in self._backupmap or (store and f in self._newfiles):
             return
-        if store and f in self._offsets and not for_offset:
-            return
+        # A file already journaled by size is backed up too (Mercurial only does so when
+        # asked with ``for_offset``): rollback restores the copy, then truncates it to the
+        # journaled size. Skipping the copy would make a rewrite after appends (an inline
+        # revlog split by a second revlog object) impossible to undo.
         vfs = self._vfsmap[location]
         dirname, _, filename = f.rpartition(b"/")
         backup = b"%s.backup.%s.bck" % (self._journal.encode(), filename)
