@@ -221,3 +221,18 @@ def test_check_heads_argument(tmp_path: Path, full_repo72: hgrepos.GeneratedRepo
     bundle2.check_heads(repo, [b"hashed", digest])
     with pytest.raises(bundle2.PushRacedError, match="preparing changes"):
         bundle2.check_heads(repo, heads[:1])
+
+
+@pytest.mark.interop
+def test_bundle1_push(setup: Setup) -> None:
+    cg1 = changegroup.makechangegroup(setup.src, setup.outgoing, b"01")
+    data = b"".join(bundle2.hg10chunks(cg1, b"GZ"))
+    magic, fh = bundle2.peekmagic(io.BytesIO(data))
+    assert magic == b"HG10"
+    ret, text = bundle2.unbundle_bundle1(Repository.open(setup.path), fh)
+    assert ret == 2
+    assert text.startswith(b"adding changesets\n")
+    assert b"added %d changesets" % setup.outgoing.nbchanges in text
+    setup.hg("-R", setup.path, "verify", "-q")
+    phases = setup.hg("-R", setup.path, "log", "-T", "{phase}\n").stdout.split()
+    assert set(phases) == {b"public"}

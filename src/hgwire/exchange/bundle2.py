@@ -1014,8 +1014,6 @@ def _getbundle2(
             )
         if b"v2" not in b2caps.get(b"stream", []):
             raise RemoteAbortError(b"the client does not support streaming clone format v2")
-        if not publishing and pc.hidden_revs():
-            raise RemoteAbortError(b"cannot stream clone a repository with secret changesets")
         if pc.hidden_revs():
             raise RemoteAbortError(b"cannot stream clone a repository with secret changesets")
         bundler.addpart(streamclone.stream2_part(repo, phases=not publishing))
@@ -1332,7 +1330,6 @@ def _handle_pushkey(op: _PushOp, part: UnbundlePart) -> None:
         op.reply.newpart(
             b"reply:pushkey",
             advisoryparams=[(b"in-reply-to", b"%d" % part.id), (b"return", b"%d" % ok)],
-            mandatory=False,
         )
     if part.mandatory and not ok:
         fields = {k.decode(): part.params[k] for k in (b"namespace", b"key", b"new", b"old")}
@@ -1471,6 +1468,59 @@ def unbundle(
         for lk in reversed(locks):
             lk.release()
         repo.invalidate()
+
+
+class PrefixedReader:
+    """``fh`` with ``prefix`` read back in front (after peeking at a magic)."""
+
+    def __init__(self, prefix: bytes, fh: Readable) -> None:
+        self._prefix = prefix
+        self._fh = fh
+
+    def read(self, n: int = -1, /) -> bytes:
+        if not self._prefix:
+            return self._fh.read(n)
+        if n < 0:
+            out = self._prefix + self._fh.read()
+            self._prefix = b""
+            return out
+        out = self._prefix[:n]
+        self._prefix = self._prefix[n:]
+        if len(out) < n:
+            out += self._fh.read(n - len(out))
+        return out
+
+
+def peekmagic(fh: Readable) -> tuple[bytes, Readable]:
+    """The first 4 bytes of ``fh`` (``HG20``, ``HG10``...) and a reader from the start."""
+    magic = readexactly(fh, 4)
+    return magic, PrefixedReader(magic, fh)
+
+
+def unbundle_bundle1(repo: Any, fh: Readable, *, publishing: bool = True) -> tuple[int, bytes]:
+    """Apply an ``HG10`` push (legacy clients): ``(result, output text)`` for the
+    ``<int>\n<output>`` reply (wire §9.5). Errors propagate with nothing written."""
+    from hgwire.exchange import changegroup as cgmod
+    from hgwire.repo import phases as phasemod
+    from hgwire.repo.bookmarks import BOOKMARKS_IN_STORE
+
+    b = readbundle(fh)
+    if b.kind != "HG10" or b.reader is None:
+        raise BundleError(f"expected an HG10 bundle, got {b.kind}")
+    phase = phasemod.PUBLIC if publishing else phasemod.DRAFT
+    locks = []
+    try:
+        if BOOKMARKS_IN_STORE not in repo.requirements:
+            locks.append(repo.wlock())
+        locks.append(repo.lock())
+        result = cgmod.apply(
+            repo, cgmod.CgUnpacker(b.reader, b"01"), targetphase=phase, phaseall=phase
+        )
+    finally:
+        for lk in reversed(locks):
+            lk.release()
+    text = b"adding changesets\nadding manifests\nadding file changes\n" + result.summary()
+    return result.ret, text
 
 
 def _error_part(exc: Exception, replycaps: Capabilities) -> Part:
