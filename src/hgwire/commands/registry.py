@@ -66,12 +66,11 @@ class V2Command:
         """Validate ``given`` as 6.0 does (spec §8.1) and fill in defaults."""
         unknown = sorted(set(given) - set(self.args))
         if unknown:
-            raise CommandError(
-                b"unsupported argument to command: %s", [b", ".join(k for k in unknown)]
-            )
+            # 6.0 sends these two messages already formatted, without ``args``.
+            raise CommandError(b"unsupported argument to command: " + b", ".join(unknown))
         missing = sorted(k for k, a in self.args.items() if a.required and k not in given)
         if missing:
-            raise CommandError(b"missing required arguments: %s", [b", ".join(missing)])
+            raise CommandError(b"missing required arguments: " + b", ".join(missing))
         out: dict[bytes, Any] = {}
         for name, spec in self.args.items():
             if name in given:
