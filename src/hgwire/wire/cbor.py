@@ -582,16 +582,24 @@ class Decoder:
         # A value no longer than max_length cannot declare a length beyond it; bigger
         # values (and those over max_buffer) are left to the exact engine to judge.
         max_size = min(self.max_buffer, self.max_length)
-        check_size = limit - pos > max_size
         try:
-            while pos < limit and count:
-                v = decode()
-                end = tell()
-                if end > limit or (check_size and end - pos > max_size):
-                    break
-                append(v)
-                pos = end
-                count -= 1
+            if count < 0 and limit - pos <= max_size:  # the hot loop: top-level values
+                while pos < limit:
+                    v = decode()
+                    end = tell()
+                    if end > limit:
+                        break
+                    append(v)
+                    pos = end
+            else:
+                while pos < limit and count:
+                    v = decode()
+                    end = tell()
+                    if end > limit or end - pos > max_size:
+                        break
+                    append(v)
+                    pos = end
+                    count -= 1
         except Exception:  # whatever cbor2 rejects or cannot finish: exact engine decides
             pass
         return pos
