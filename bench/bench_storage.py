@@ -294,25 +294,32 @@ def main() -> None:
         ):
             lines.append(row(label, ours[key], theirs[key]))
         ours, theirs = rounds(opts.rounds, "chain", str(chain), json.dumps(list(CHAINS)))
-        for n in CHAINS:
-            lines.append(
-                row(
-                    f"rebuild a revision at chain length {n} (cold)",
-                    ours[str(n)],
-                    theirs[str(n)],
-                    "ms",
-                )
-            )
+        ours_chain = ours
+        for radix, nlines, lengths in CHAINS:
+            size = f"{nlines * 47 // 1000} KB"
+            for n in lengths:
+                key = f"{radix}-{n}"
+                label = f"rebuild a {size} revision at chain length {n} (cold)"
+                lines.append(row(label, ours[key], theirs[key], "ms"))
         ours, theirs = rounds(opts.rounds, "index", str(index), node.hex())
         assert ours["rev"] == theirs["rev"] == opts.index_revs // 3
         assert ours["nheads"] == theirs["nheads"] == 1
-        n = f"{opts.index_revs:,}"
-        lines.append(row(f"open a {n}-revision index", ours["open"], theirs["open"], "ms"))
+        count = f"{opts.index_revs:,}"
+        lines.append(row(f"open a {count}-revision index", ours["open"], theirs["open"], "ms"))
         lines.append(row("... then compute its heads", ours["heads"], theirs["heads"], "ms"))
         lines.append(row("... then look up one node", ours["lookup"], theirs["lookup"], "ms"))
         lines.append(
             f"| peak RSS of that process | {ours['maxrss_mb']:.0f} MB | "
             f"{theirs['maxrss_mb']:.0f} MB | {ours['maxrss_mb'] / theirs['maxrss_mb']:.2f}x |"
+        )
+        lines.append("")
+        lines.append(
+            "Chain cost per delta (hgwire): "
+            + ", ".join(
+                f"{radix} {n}: {ours_chain[f'{radix}-{n}'] / n * 1e6:.0f} us"
+                for radix, _, lengths in CHAINS
+                for n in lengths
+            )
         )
         print("\n".join(lines))
 

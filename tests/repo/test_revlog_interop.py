@@ -154,7 +154,7 @@ def make_history(
     """A small but varied history created by real hg."""
     cfg = ["--config", f"format.revlog-compression={compression}"]
     if legacy:  # no generaldelta: deltas against the previous revision, chain-base field
-        cfg += ["--config", "format.generaldelta=no", "--config", "format.sparse-revlog=no"]
+        cfg += ["--config", "format.usegeneraldelta=no", "--config", "format.sparse-revlog=no"]
     hg("init", repo, extra=cfg)
     rnd = random.Random(7)
     big = bytearray(rnd.randbytes(600_000) + b"".join(b"row %d\n" % i for i in range(60_000)))
