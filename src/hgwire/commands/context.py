@@ -66,3 +66,10 @@ class CommandContext:
     progress: Callable[[bytes, int, int | None], None] = lambda topic, pos, total: None
     #: Text side channel (ssh stderr, v2 text-output for peers that accept it).
     output: Callable[[bytes], None] = lambda text: None
+    #: Permissions the requester holds (``pull``/``push``), checked by ``batch`` for its
+    #: sub-commands; None: the transport does not check (ssh), except that HTTP
+    #: transports then get ``pull`` only inside a batch.
+    permissions: frozenset[str] | None = None
+    #: State kept for the whole connection (ssh: one per process), e.g. the client's
+    #: ``protocaps``; HTTP gives each request a fresh one.
+    session: dict[str, Any] = field(default_factory=dict)
