@@ -148,3 +148,30 @@ def test_missing_copy_source(
     ), messages
     assert " 0: empty or missing README.txt" in messages
     assert hg_verify_status(full_repo60.hg, path) == 1
+
+
+def _inline_entry_offsets(data: bytes) -> list[int]:
+    offsets = []
+    pos = 0
+    while pos < len(data):
+        offsets.append(pos)
+        pos += 64 + int.from_bytes(data[pos + 8 : pos + 12], "big")
+    return offsets
+
+
+def test_wrong_linkrev_detected(
+    full_repo60: hgrepos.GeneratedRepo, repo_copy: Callable[[Path], Path]
+) -> None:
+    """A linkrev is not hashed: pointing a.txt's revision 1 at changeset 2 (which does not
+    touch a.txt) is only caught by the linkrev cross-check."""
+    path = repo_copy(full_repo60.path)
+    index = path / ".hg" / "store" / "data" / "a.txt.i"
+    data = bytearray(index.read_bytes())
+    entry = _inline_entry_offsets(bytes(data))[1]
+    assert int.from_bytes(data[entry + 20 : entry + 24], "big") == 1
+    data[entry + 20 : entry + 24] = (2).to_bytes(4, "big")
+    index.write_bytes(bytes(data))
+    messages = [p.format() for p in run_verify(path).problems]
+    assert " a.txt@?: rev 1 points to unexpected changeset 2" in messages, messages
+    assert any(m.startswith(" (expected 0 1") for m in messages), messages
+    assert hg_verify_status(full_repo60.hg, path) == 1
