@@ -39,6 +39,9 @@ _PHASE_REQUIREMENTS = {
 
 PhaseRoots = dict[int, set[int]]
 
+# byte translation table: phase -> 1 if a server may expose it (public, draft) else 0
+_SERVABLE = bytes(1 if p < SECRET else 0 for p in range(256))
+
 
 class Transaction(Protocol):
     def addbackup(self, path: str, location: str = ...) -> None: ...
@@ -187,7 +190,7 @@ class PhaseCache:
 
     def servable(self) -> bytearray:
         """One byte per revision: 1 when a server may expose it (phase below secret)."""
-        return bytearray(1 if p < SECRET else 0 for p in self.phases)
+        return self.phases.translate(_SERVABLE)
 
     def hidden_revs(self) -> set[int]:
         """Revisions a server must not expose (secret, archived, internal)."""
