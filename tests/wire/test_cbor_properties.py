@@ -245,6 +245,17 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
     return bytes(buf)
 
 
+#: Edge cases checked against hg explicitly (messages asserted in test_cbor.py too).
+DIRECTED = [
+    "5f5fffff", "a14161ff", "d9010281ff", "d9010261", "d90102c0", "d90102d9010280",
+    "dc", "df", "5c", "a1f9000001", "817f", "fc", "c0", "d818", "d90101", "d9d9f7",
+    "db000000010000000080", "da0000010281", "da000001028101", "1900011a00000002",
+    "5800590001", "5f40ff", "5fff", "5f4161ff07", "a201010141", "d90102820101",
+    "a2f5f4f6f6", "5b0000000000000001", "9b0000000000000001", "bb0000000000000001",
+    "a1a0", "a18101", "81a1", "d9010283", "ff", "81ff", "f7", "f8ff",
+]  # fmt: skip
+
+
 @pytest.mark.interop
 def test_matches_hg60_cborutil(hg60_path: Path) -> None:
     """Same bytes as 6.0's encoder; same values or error text as 6.0's ``decodeall``."""
@@ -253,6 +264,7 @@ def test_matches_hg60_cborutil(hg60_path: Path) -> None:
     inputs = [cbor.dumps(v) for v in values[:300]]
     inputs += [mutate(rng, cbor.dumps(v)) for v in values for _ in range(2)]
     inputs += [rng.randbytes(rng.randrange(1, 12)) for _ in range(1500)]
+    inputs += [bytes.fromhex(h) for h in DIRECTED]
     job = {"values": [to_json(v) for v in values], "inputs": [d.hex() for d in inputs]}
     proc = subprocess.run(
         [str(hg60_path.parent / "python"), "-c", HG_SIDE],
