@@ -479,6 +479,21 @@ class UnbundlePart:
     def mandatorykeys(self) -> frozenset[bytes]:
         return frozenset(k for k, _ in self.mandatoryparams)
 
+    def param(self, name: bytes) -> bytes:
+        """A required parameter; its absence is a :class:`BundleError`."""
+        try:
+            return self.params[name]
+        except KeyError:
+            raise BundleError(f"part {self.type!r} lacks parameter {name!r}") from None
+
+    def intparam(self, name: bytes) -> int:
+        """A required decimal parameter."""
+        value = self.param(name)
+        try:
+            return int(value)
+        except ValueError:
+            raise BundleError(f"part {self.type!r}: bad {name!r} value {value!r}") from None
+
     def _payloadchunks(self) -> Iterator[bytes]:
         fh = self._fh
         while True:
@@ -1224,10 +1239,7 @@ def _handle_changegroup(op: _PushOp, part: UnbundlePart) -> None:
         )
     expected = None
     if b"nbchanges" in part.params:
-        try:
-            expected = int(part.params[b"nbchanges"])
-        except ValueError:
-            raise BundleError(f"bad nbchanges {part.params[b'nbchanges']!r}") from None
+        expected = part.intparam(b"nbchanges")
     op.say(b"adding changesets\nadding manifests\nadding file changes\n")
     phase = phasemod.PUBLIC if op.publishing else phasemod.DRAFT
     result = cgmod.apply(
@@ -1303,8 +1315,8 @@ def _handle_pushkey(op: _PushOp, part: UnbundlePart) -> None:
     from hgwire.repo import phases as phasemod
     from hgwire.repo.bookmarks import Bookmarks
 
-    ns = part.params[b"namespace"]
-    key, old, new = part.params[b"key"], part.params[b"old"], part.params[b"new"]
+    ns = part.param(b"namespace")
+    key, old, new = part.param(b"key"), part.param(b"old"), part.param(b"new")
     ok = False
     if ns == b"bookmarks":
         marks = Bookmarks(op.repo)
@@ -1455,7 +1467,7 @@ def unbundle(
                 op.reply.newpart(b"output", data=summary, mandatory=False)
         reply = op.reply if op.reply is not None else Bundler()
         return PushReply(reply, op.output, op.result)
-    except (HgwireError, ValueError) as exc:
+    except Exception as exc:  # any failure becomes an error part, never a traceback
         _drain(fh)
         err = Bundler()
         output = op.output if op is not None else []
@@ -1544,7 +1556,9 @@ def _error_part(exc: Exception, replycaps: Capabilities) -> Part:
         return Part(b"error:pushraced", [(b"message", _truncate(exc.message))])
     if isinstance(exc, RemoteAbortError):
         return error_abort_part(exc.message, exc.hint)
-    return error_abort_part(str(exc).encode("utf-8", "replace"))
+    if isinstance(exc, HgwireError):
+        return error_abort_part(str(exc).encode("utf-8", "replace"))
+    return error_abort_part(b"unexpected error: " + repr(exc).encode("utf-8", "replace"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -1587,7 +1601,9 @@ def apply_pull(repo: Any, fh: Readable, *, max_decompressed: int | None = None) 
                 unknown = tuple(sorted(part.mandatorykeys - {b"version", b"nbchanges"}))
                 if unknown:
                     raise BundleUnknownFeatureError(parttype=t, params=unknown)
-                target = int(part.params.get(b"targetphase", b"%d" % phasemod.DRAFT))
+                target = phasemod.DRAFT
+                if b"targetphase" in part.params:
+                    target = part.intparam(b"targetphase")
                 res.changegroup = cgmod.apply(
                     repo, cgmod.CgUnpacker(part, version), tr=tr, targetphase=target
                 )
@@ -1596,10 +1612,10 @@ def apply_pull(repo: Any, fh: Readable, *, max_decompressed: int | None = None) 
             elif t == b"bookmarks":
                 res.bookmarks = decodebookmarks(part.read())
             elif t == b"listkeys":
-                res.listkeys[part.params[b"namespace"]] = decodekeys(part.read())
+                res.listkeys[part.param(b"namespace")] = decodekeys(part.read())
             elif t == b"stream2":
-                count = int(part.params[b"filecount"])
-                reqs = streamclone.stream2_requirements(part.params[b"requirements"])
+                count = part.intparam(b"filecount")
+                reqs = streamclone.stream2_requirements(part.param(b"requirements"))
                 res.streamed = streamclone.apply_files(
                     repo, streamclone.read_v2(part, count), reqs, tr=tr
                 )
@@ -1630,9 +1646,9 @@ def read_push_reply(fh: Readable) -> PushResult:
         p = part.params
         t = part.type
         if t == b"reply:changegroup":
-            res.changegroup[int(p[b"in-reply-to"])] = int(p[b"return"])
+            res.changegroup[part.intparam(b"in-reply-to")] = part.intparam(b"return")
         elif t == b"reply:pushkey":
-            res.pushkey[int(p[b"in-reply-to"])] = int(p[b"return"])
+            res.pushkey[part.intparam(b"in-reply-to")] = part.intparam(b"return")
         elif t == b"output":
             res.output += part.read().splitlines()
         elif t == b"error:abort":
