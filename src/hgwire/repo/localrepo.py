@@ -171,9 +171,16 @@ class Repository:
         return lk.acquire()
 
     def lock(self, wait: bool = True) -> Lock:
-        """Take the store lock ``.hg/store/lock`` (re-entrant within this object)."""
+        """Take the store lock ``.hg/store/lock`` (re-entrant within this object).
+
+        Taking it afresh drops what was read before: another writer may have committed
+        while we did not hold it (Mercurial invalidates the same way).
+        """
+        fresh = self._lock is None or not self._lock.held
         self._lock = self._take(self._lock, self.svfs.rawvfs, "lock", "repository lock", wait)
         self._lock.releasefn = self.invalidate
+        if fresh:
+            self.invalidate()
         return self._lock
 
     def wlock(self, wait: bool = True) -> Lock:
