@@ -127,8 +127,8 @@ def iter_rawtexts(rl: Revlog) -> Iterator[tuple[int, bytes | None, HgwireError |
         try:
             if base in broken:
                 raise RepositoryError(f"{rl.indexfile}: delta parent {base} of {rev} is damaged")
-            chunk = rl._chunk(rev)
-            text = bytes(chunk) if base < 0 else mdiff.patch(texts[base], chunk)
+            stored_base, delta = rl.storeddelta(rev)  # a full text comes as a delta vs b""
+            text = mdiff.patch(texts[base] if stored_base >= 0 else b"", delta)
             if len(text) != rl.rawsize(rev):
                 raise RepositoryError(
                     f"{rl.indexfile}: revision {rev} unpacked size is {len(text)}, "
@@ -162,7 +162,6 @@ class _Verifier:
         self.repo = repo
         self.report = VerifyReport()
         self.progress = progress or (lambda _msg: None)
-        self.badrevs: set[int] = set()
 
     def err(self, linkrev: int | None, msg: str, filename: str | None = None) -> None:
         self.report.problems.append(Problem("error", msg, linkrev, filename))
