@@ -23,6 +23,7 @@ from hgwire.commands.registry import (
 )
 from hgwire.errors import CommandError, HgwireError
 from hgwire.exchange import bundle2
+from hgwire.exchange.changegroup import Readable
 
 if TYPE_CHECKING:
     from hgwire.commands.context import CommandContext
@@ -45,9 +46,7 @@ def serve_unbundle(
     magic, fh = bundle2.peekmagic(payload)
     if magic == bundle2.MAGIC:
         http = ctx.transport.startswith("http")
-        reply = bundle2.unbundle(
-            repo, fh, publishing=ctx.config.publishing, capture_output=http
-        )
+        reply = bundle2.unbundle(repo, fh, publishing=ctx.config.publishing, capture_output=http)
         if not http:
             for text in reply.output:
                 ctx.output(text)
@@ -66,6 +65,6 @@ def serve_unbundle(
     return PushResponse(result, output)
 
 
-def _drain(fh: bundle2.Readable) -> None:
+def _drain(fh: Readable) -> None:
     while fh.read(65536):
         pass

@@ -9,10 +9,13 @@ view: secret changesets are never shown) and data streams through
 
 Capabilities (§7.1, §7.2): hgwire advertises 6.0's set, so a fresh repository answers
 exactly 6.0's strings (``changegroup=01,02`` in the bundle2 blob, no
-``delta-compression``); ``stream``/``streamreqs`` follow 7.2 (streamed requirements,
-``revlog-compression-zstd`` included). Deliberate differences: a malformed argument or
-an unknown node in ``between``/``branches`` is an out-of-band error instead of 6.0's
-traceback; ``clonebundles`` is advertised when ``.hg/clonebundles.manifest`` exists.
+``delta-compression``, no ``revlog-compression-zstd`` in ``streamreqs``); the
+``streamreqs`` list is built from the streamed requirements as 7.2 does (so a 7.2
+repository's ``share-safe`` is not listed, unlike 6.0).
+
+Deliberate differences: a malformed argument or an unknown node in ``between`` or
+``branches`` is an out-of-band error instead of 6.0's traceback; ``clonebundles`` is
+advertised when ``.hg/clonebundles.manifest`` exists.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ GETBUNDLE_ARGUMENTS: dict[bytes, str] = {
 }
 
 CLONEBUNDLES_MANIFEST = "clonebundles.manifest"
+ZSTD_REQUIREMENT = b"revlog-compression-zstd"
 
 
 # ---------------------------------------------------------------------------------------
@@ -91,16 +95,12 @@ def encodelist(nodes: list[bytes]) -> bytes:
 
 def escapearg(value: bytes) -> bytes:
     """Batch escaping (wire §9.3): ``:`` first, then ``,``, ``;`` and ``=``."""
-    return (
-        value.replace(b":", b":c").replace(b",", b":o").replace(b";", b":s").replace(b"=", b":e")
-    )
+    return value.replace(b":", b":c").replace(b",", b":o").replace(b";", b":s").replace(b"=", b":e")
 
 
 def unescapearg(value: bytes) -> bytes:
     """The inverse of :func:`escapearg` (``:e``, ``:s``, ``:o``, then ``:c``)."""
-    return (
-        value.replace(b":e", b"=").replace(b":s", b";").replace(b":o", b",").replace(b":c", b":")
-    )
+    return value.replace(b":e", b"=").replace(b":s", b";").replace(b":o", b",").replace(b":c", b":")
 
 
 def _configbool(ctx: CommandContext, section: bytes, name: bytes) -> bool | None:
@@ -187,7 +187,9 @@ def capabilities_tokens(ctx: CommandContext, transport: str | None = None) -> li
     if stream_allowed(ctx):
         if ctx.config.preferuncompressed:
             caps.append(b"stream-preferred")
-        reqs = streamclone.streamed_requirements(ctx.repo.requirements)
+        # 6.0 never names the revlog compression here (spec §7.1, Appendix B.20);
+        # readers pick the decompressor from each chunk's header anyway.
+        reqs = streamclone.streamed_requirements(ctx.repo.requirements) - {ZSTD_REQUIREMENT}
         if not reqs - {b"revlogv1"}:
             caps.append(b"stream")
         else:
@@ -213,7 +215,9 @@ def capabilities_tokens(ctx: CommandContext, transport: str | None = None) -> li
 
 
 @REGISTRY.v1command(b"capabilities")
-def capabilities(ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | None) -> V1Response:
+def capabilities(
+    ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | None
+) -> V1Response:
     return BytesResponse(b" ".join(capabilities_tokens(ctx)))
 
 
@@ -224,7 +228,9 @@ def hello(ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | Non
 
 
 @REGISTRY.v1command(b"protocaps", b"caps")
-def protocaps(ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | None) -> V1Response:
+def protocaps(
+    ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | None
+) -> V1Response:
     """Remember the client's protocol capabilities (SSH v1 only; ``OK`` everywhere)."""
     if ctx.transport == "ssh-v1":
         ctx.session["protocaps"] = frozenset(args[b"caps"].split(b" ")) - {b""}
@@ -249,7 +255,9 @@ def known(ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | Non
 
 
 @REGISTRY.v1command(b"branchmap")
-def branchmap(ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | None) -> V1Response:
+def branchmap(
+    ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | None
+) -> V1Response:
     view = common.served(ctx.repo)
     lines = [
         bundle2.urlquote(name) + b" " + encodelist(nodes)
@@ -322,18 +330,29 @@ def listkeys(ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | 
 def lookup(ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | None) -> V1Response:
     """``1 <hex>\\n``, or ``0 <message>\\n`` when the symbol names no served changeset."""
     view = common.served(ctx.repo)
+    key = args[b"key"]
     try:
-        node = common.lookup(view, args[b"key"])
+        node = common.lookup(view, key)
     except HgwireError as exc:
         message = getattr(exc, "message", None)
         if not isinstance(message, bytes):
             message = str(exc).encode("utf-8", "replace")
+        if message.startswith(b"filtered revision") and _secret_bookmark(view, key):
+            # Mercurial's served view has no bookmarks on secret changesets at all.
+            message = b"unknown revision '%s'" % key
         return BytesResponse(b"0 %s\n" % message)
     return BytesResponse(b"1 %s\n" % node.hex().encode())
 
 
+def _secret_bookmark(view: common.ServedView, key: bytes) -> bool:
+    node = view.bookmarks.get(key)
+    return node is not None and view.rev(node) is None
+
+
 @REGISTRY.v1command(b"clonebundles")
-def clonebundles(ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | None) -> V1Response:
+def clonebundles(
+    ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | None
+) -> V1Response:
     """The clone bundles manifest (``.hg/clonebundles.manifest``), empty without one."""
     return BytesResponse(ctx.repo.vfs.tryread(CLONEBUNDLES_MANIFEST))
 
@@ -422,7 +441,9 @@ def _getbundle_options(
 
 
 @REGISTRY.v1command(b"getbundle", b"*")
-def getbundle(ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | None) -> V1Response:
+def getbundle(
+    ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | None
+) -> V1Response:
     """A bundle2 (``HG20`` in ``bundlecaps``) or bare cg1 stream of what the client
     lacks; bundle1 only while ``server.bundle1`` allows it."""
     opts = _getbundle_options(ctx, args)
@@ -486,7 +507,9 @@ def _abort_reply(ctx: CommandContext, wants2: bool, msg: bytes, hint: bytes | No
     return StreamResponse(bundler.getchunks(), compressible=True, prefer_uncompressed=True)
 
 
-def _changegroup(ctx: CommandContext, roots: list[bytes], heads: list[bytes] | None) -> Iterator[bytes]:
+def _changegroup(
+    ctx: CommandContext, roots: list[bytes], heads: list[bytes] | None
+) -> Iterator[bytes]:
     """cg1 of ``::heads - ::parents(roots)`` (Mercurial's ``missingroots``)."""
     view = common.served(ctx.repo)
     bases: list[bytes] = []
@@ -499,7 +522,9 @@ def _changegroup(ctx: CommandContext, roots: list[bytes], heads: list[bytes] | N
 
 
 @REGISTRY.v1command(b"changegroup", b"roots")
-def changegroup(ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | None) -> V1Response:
+def changegroup(
+    ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | None
+) -> V1Response:
     roots = decodenodes(args[b"roots"])
     return StreamResponse(_changegroup(ctx, roots, None))
 
@@ -514,7 +539,9 @@ def changegroupsubset(
 
 
 @REGISTRY.v1command(b"stream_out")
-def stream_out(ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | None) -> V1Response:
+def stream_out(
+    ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | None
+) -> V1Response:
     """The v1 stream clone (storage §10.1): ``1\\n`` when not allowed."""
     allowed = stream_allowed(ctx)
     return StreamResponse(streamclone.generate_v1(ctx.repo, allowed), compressible=False)

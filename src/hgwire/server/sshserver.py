@@ -194,7 +194,7 @@ class SshServer:
             self.transport,
             caps,
             output=self.write_err,
-            session=self.session,  # type: ignore[arg-type]
+            session=self.session,
         )
 
     def command_available(self, name: bytes) -> V1Command | None:
