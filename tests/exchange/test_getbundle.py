@@ -145,3 +145,54 @@ def test_bundle1_getbundle_is_a_cg1_stream(
     hg72("init", dest)
     hg72("-R", dest, "unbundle", "-q", path)
     hg72("-R", dest, "verify", "-q")
+
+
+@pytest.mark.interop
+def test_bundle_file_like_hg_bundle(
+    request: pytest.FixtureRequest, full_repo72: hgrepos.GeneratedRepo, tmp_path: Path,
+    hg72: HgRunner,
+) -> None:  # fmt: skip
+    """``makebundle`` writes the parts ``hg bundle --all -t zstd-v3`` writes, with the same
+    cache and phase contents, and hg unbundles it."""
+    from hgwire.exchange import changegroup
+    from tests.exchange.conftest import bundles_for
+
+    _src, bundles = bundles_for(request, "7.2.4")
+    theirs = {}
+    with open(bundles["none-v3"], "rb") as fh:
+        u = bundle2.readbundle(fh).unbundler
+        assert u is not None
+        for p in u.iterparts():
+            theirs[p.type] = p.read()
+    repo = Repository.open(full_repo72.path)
+    cl = repo.changelog
+    everything = changegroup.Outgoing(
+        list(range(len(cl))), {-1}, [cl.node(r) for r in cl.headrevs()]
+    )
+    path = tmp_path / "ours.hg"
+    path.write_bytes(b"".join(bundle2.makebundle(repo, everything, b"03", b"ZS")))
+    with open(path, "rb") as fh:
+        u = bundle2.readbundle(fh).unbundler
+        assert u is not None and u.compression == b"ZS"
+        mine = {p.type: p.read() for p in u.iterparts()}
+    assert set(mine) == set(theirs) | {b"hgtagsfnodes"}
+    assert mine[b"cache:rev-branch-cache"] == theirs[b"cache:rev-branch-cache"]
+    assert bundle2.decodephaseheads(mine[b"phase-heads"]) == {
+        k: sorted(v) for k, v in bundle2.decodephaseheads(theirs[b"phase-heads"]).items()
+    }
+    # every .hgtags filenode hg knew is the one we computed
+    if b"hgtagsfnodes" in theirs:
+        assert set(bundle2.decodehgtagsfnodes(theirs[b"hgtagsfnodes"])) <= set(
+            bundle2.decodehgtagsfnodes(mine[b"hgtagsfnodes"])
+        )
+    hg72("init", tmp_path / "dest")
+    hg72("-R", tmp_path / "dest", "unbundle", "-q", path)
+    hg72("-R", tmp_path / "dest", "verify", "-q")
+    want = hg72("-R", full_repo72.path, "log", "-T", LOG).stdout
+    assert hg72("-R", tmp_path / "dest", "log", "-T", LOG).stdout == want
+    # hgwire applies it the same way (targetphase, then phase-heads)
+    dest = Repository.create(tmp_path / "ours", format="7.2")
+    with open(path, "rb") as fh:
+        bundle2.apply_pull(dest, fh)
+    hg72("-R", tmp_path / "ours", "verify", "-q")
+    assert hg72("-R", tmp_path / "ours", "log", "-T", LOG).stdout == want

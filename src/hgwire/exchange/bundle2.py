@@ -804,6 +804,17 @@ def decoderevbranchcache(data: bytes) -> list[tuple[bytes, list[bytes], list[byt
     return out
 
 
+def encoderevbranchcache(entries: Iterable[tuple[bytes, Iterable[bytes], Iterable[bytes]]]
+                         ) -> bytes:  # fmt: skip
+    """``cache:rev-branch-cache`` payload: per (branch, open nodes, closed nodes), branches
+    sorted and nodes sorted, as Mercurial writes it."""
+    out = []
+    for name, opened, closed in sorted((n, list(o), list(c)) for n, o, c in entries):
+        o, c = sorted(opened), sorted(closed)
+        out.append(_RBC.pack(len(name), len(o), len(c)) + name + b"".join(o) + b"".join(c))
+    return b"".join(out)
+
+
 # ---------------------------------------------------------------------------------------
 # Bundle files (§9, §11)
 
@@ -1083,7 +1094,87 @@ def _getbundle2(
             data=encodephaseheads({ph: [cl.node(r) for r in revs] for ph, revs in
                                    byphase.items()}),
         )  # fmt: skip
+    if cg and not stream and outgoing.missing:
+        if b"hgtagsfnodes" in b2caps:
+            tags = hgtagsfnodes_part(repo, outgoing.heads)
+            if tags is not None:
+                bundler.addpart(tags)
+        if b"rev-branch-cache" in b2caps:
+            bundler.addpart(revbranchcache_part(repo, outgoing.missing))
     return bundler
+
+
+def revbranchcache_part(repo: Any, revs: Iterable[int]) -> Part:
+    """The advisory ``cache:rev-branch-cache`` part for changeset ``revs``."""
+    cl = repo.changelog
+    data: dict[bytes, tuple[list[bytes], list[bytes]]] = {}
+    for r in revs:
+        branch, closed = cl.branchinfo(r)
+        data.setdefault(branch, ([], []))[1 if closed else 0].append(cl.node(r))
+    payload = encoderevbranchcache((b, o, c) for b, (o, c) in data.items())
+    return Part(b"cache:rev-branch-cache", data=payload, mandatory=False)
+
+
+def hgtagsfnodes_part(repo: Any, heads: Iterable[bytes]) -> Part | None:
+    """The advisory ``hgtagsfnodes`` part: the ``.hgtags`` filenode of each head
+    (``nullid`` when it has none), which spares the client a manifest read per head."""
+    from hgwire.exchange.changegroup import _manifestnode
+
+    cl = repo.changelog
+    ml = repo.manifestlog
+    out = []
+    for node in heads:
+        mnode = _manifestnode(cl.rawdata(node))
+        fnode = NULLID
+        if mnode != NULLID:
+            entry = ml.read(mnode).get(b".hgtags")
+            if entry is not None:
+                fnode = entry[0]
+        out.append(node + fnode)
+    if not out:
+        return None
+    return Part(b"hgtagsfnodes", data=b"".join(out), mandatory=False)
+
+
+def makebundle(
+    repo: Any,
+    outgoing: Any,
+    version: bytes = b"02",
+    compression: bytes | None = b"BZ",
+    phases: bool | None = None,
+) -> Iterator[bytes]:
+    """A bundle file as ``hg bundle -t <comp>-v2|v3`` writes it (§11): ``changegroup``,
+    ``hgtagsfnodes``, ``cache:rev-branch-cache`` and, for v3 (or ``phases``),
+    ``phase-heads`` with the phases of the bundled heads."""
+    from hgwire.exchange import changegroup as cgmod
+    from hgwire.repo import dagops
+
+    b = Bundler(compression=compression)
+    cgpart = b.newpart(
+        b"changegroup",
+        [(b"version", version)],
+        [(b"nbchanges", b"%d" % outgoing.nbchanges)],
+        cgmod.makechangegroup(repo, outgoing, version),
+    )
+    tags = hgtagsfnodes_part(repo, outgoing.heads)
+    if tags is not None:
+        b.addpart(tags)
+    b.addpart(revbranchcache_part(repo, outgoing.missing))
+    if phases or (phases is None and version == b"03"):
+        # per phase, the heads of the bundled changesets in exactly that phase; new
+        # changesets are first added in the highest phase of the heads (``targetphase``)
+        dag, pc = _served(repo)
+        cl = repo.changelog
+        byphase: dict[int, list[bytes]] = {}
+        for phase in (0, 1, 2):
+            revs = [r for r in outgoing.missing if pc.phase(r) == phase]
+            heads = dagops.headrevs_subset(dag, revs)
+            byphase[phase] = [cl.node(r) for r in heads]
+        target = max([1, *(pc.phase(cl.rev(n)) for n in outgoing.heads)])
+        if target > 1:
+            cgpart.addparam(b"targetphase", b"%d" % target, mandatory=False)
+        b.newpart(b"phase-heads", data=encodephaseheads(byphase))
+    return b.getchunks()
 
 
 # ---------------------------------------------------------------------------------------
