@@ -115,13 +115,13 @@ _COLUMNS = {"length": 2, "rawsize": 3, "base": 4, "linkrev": 5, "p1": 6, "p2": 7
 _COLUMN_BLOCK = 65536  # entries converted at a time (4 MiB): bounded extra memory
 
 
-def _columns(index: bytearray, count: int) -> dict[str, array[int]]:
-    """Every int32 column of ``count`` entries, in one blockwise pass at C speed.
+def _columns(index: bytearray, count: int, names: list[str]) -> dict[str, array[int]]:
+    """The int32 columns ``names`` of ``count`` entries, in one blockwise pass (C speed).
 
     Each block of entries is viewed as big-endian int32 words (16 per entry), byteswapped
     once, and every column is taken with a strided slice of that array.
     """
-    cols = {name: array("i") for name in _COLUMNS}
+    cols = {name: array("i") for name in names}
     view = memoryview(index)
     swap = sys.byteorder == "little"
     for start in range(0, count, _COLUMN_BLOCK):
@@ -129,8 +129,8 @@ def _columns(index: bytearray, count: int) -> dict[str, array[int]]:
         words.frombytes(view[start * ENTRY_SIZE : min(count, start + _COLUMN_BLOCK) * ENTRY_SIZE])
         if swap:
             words.byteswap()
-        for name, word in _COLUMNS.items():
-            cols[name].extend(words[word::16])
+        for name in names:
+            cols[name].extend(words[_COLUMNS[name] :: 16])
     return cols
 
 
@@ -330,9 +330,12 @@ class Revlog:
         ``length`` or ``rawsize`` — for DAG work over many revisions."""
         if name not in _COLUMNS:
             raise KeyError(name)
-        if not self._cols:
-            self._cols = _columns(self._index, len(self))
-        return self._cols[name]
+        col = self._cols.get(name)
+        if col is None:
+            wanted = ["p1", "p2"] if name in ("p1", "p2") else [name]
+            self._cols.update(_columns(self._index, len(self), wanted))
+            col = self._cols[name]
+        return col
 
     def parentrevs_array(self) -> tuple[array[int], array[int]]:
         """``(p1s, p2s)``: every revision's parent revs (shared, do not modify)."""
