@@ -44,7 +44,7 @@ class CommandError(HgwireError):
         self.msgargs = list(args or [])
         try:
             text = (message % tuple(self.msgargs)) if self.msgargs else message
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # b"%\xfb" % x overflows
             text = message
         super().__init__(text.decode("utf-8", "replace"))
 
