@@ -216,6 +216,37 @@ def builder_server_seeds() -> list[bytes]:
 # --------------------------------------------------------------------------------------
 
 
+#: Frame types weighted towards the ones each side handles.
+CLIENT_SENDS = [1, 1, 1, 2, 2, 8, 8, 3, 9, 0, 4, 15]
+SERVER_SENDS = [3, 3, 3, 5, 9, 9, 6, 7, 1, 8, 0, 4, 15]
+
+
+def structured(rng: random.Random, payloads: list[bytes], from_client: bool) -> bytes:
+    """Well-formed frames with plausible but random ids, flags and types.
+
+    Header mutation mostly trips the first checks; these frames get past them and reach
+    the reactors' deeper states (interleaved requests, settings, encoded payloads).
+    """
+    own, other = (1, 2) if from_client else (2, 1)
+    types = CLIENT_SENDS if from_client else SERVER_SENDS
+    out: list[bytes] = []
+    for i in range(rng.randint(1, 8)):
+        rid = rng.choice([1, 1, 3, 5, 0, rng.randrange(1 << 16)])
+        sid = rng.choice([own, own, own, own + 2, other, rng.randrange(256)])
+        sflags = 1 if i == 0 and rng.random() < 0.8 else rng.choice([0, 0, 0, 4, 2, 1, 5, 7])
+        ftype = rng.choice(types)
+        flags = rng.choice([1, 2, 1, 2, 0, 4, 5, 8, 9, 3, 12, 15])
+        roll = rng.random()
+        if roll < 0.6 and payloads:
+            payload = rng.choice(payloads)[: rng.choice([64, 4096, 32768])]
+        elif roll < 0.8:
+            payload = rng.choice([b"\x48identity", b"\x44zlib", b"\x48zstd-8mb", b"\xa0"])
+        else:
+            payload = rng.randbytes(rng.randint(0, 40))
+        out.append(frames.make_frame(rid, sid, sflags, ftype, flags, payload).to_bytes())
+    return b"".join(out)
+
+
 def mutate(rng: random.Random, seeds: list[bytes]) -> bytes:
     """A random input: mostly a seed with 1-4 mutations, sometimes pure random bytes."""
     roll = rng.random()
@@ -295,6 +326,8 @@ class Target:
     big_inputs: list[bytes] = field(default_factory=list)
     #: Decompression bombs: bounded by the stream output limit (64 MiB), reported apart.
     bomb_inputs: Callable[[], list[bytes]] = lambda: []
+    #: None, or which side's well-formed random frames to mix in (``structured``).
+    frames_from_client: bool | None = None
 
 
 def run_frame_reader(data: bytes, rng: random.Random) -> None:
@@ -466,7 +499,8 @@ TARGETS: dict[str, Target] = {
         "server-reactor",
         lambda: client_to_server_seeds() + builder_client_seeds(),
         run_server_reactor,
-        [
+        frames_from_client=True,
+        big_inputs=[
             _big_frame_header(),
             b"\x0a\x00\x00\x01\x00\x01\x01\x11\xa1\x44name\x5a\x01\x00\x00\x00",
             b"\x0a\x00\x00\x01\x00\x01\x01\x14\xa1\x44name\x5a\x01\x00\x00\x00",
@@ -476,6 +510,7 @@ TARGETS: dict[str, Target] = {
         "client-reactor",
         lambda: server_to_client_seeds() + builder_server_seeds(),
         run_client_reactor,
+        frames_from_client=False,
         bomb_inputs=lambda: [_zstd_bomb()],
         big_inputs=[
             b"\xff\xff\xff\x01\x00\x02\x01\x31" + b"\xa1" * 10,
@@ -532,6 +567,7 @@ def fuzz(target: Target, cases: int, seed: int, timeout: float) -> Report:
     """Run ``cases`` cases of ``target``."""
     rng = random.Random(seed)
     seeds = target.seeds()
+    payloads = cbor_seeds() if target.frames_from_client is not None else []
     report = Report(target.name)
     t0 = time.perf_counter()
     tracemalloc.start()
@@ -553,7 +589,10 @@ def fuzz(target: Target, cases: int, seed: int, timeout: float) -> Report:
         tracemalloc.reset_peak()
         base = tracemalloc.get_traced_memory()[0]
         for i in range(cases):
-            data = mutate(rng, seeds)
+            if target.frames_from_client is not None and rng.random() < 0.3:
+                data = structured(rng, payloads, target.frames_from_client)
+            else:
+                data = mutate(rng, seeds)
             _one(target, data, rng, report, timeout)
             report.cases += 1
             if i % 20000 == 19999:

@@ -115,6 +115,27 @@ def test_fuzz_client_reactor(data: bytes, seed: int) -> None:
     assert run("client-reactor", data, seed) == "accepted"
 
 
+#: Inputs the long fuzz run once failed on (kept as regressions).
+FOUND = {
+    # A status-error map whose message is b"%\xfb ..." with args: bytes formatting raised
+    # OverflowError out of CommandError (errors.py).
+    "client-reactor": [
+        "7400000100020132a2456572726f72a244617267738247696e636c7564654a676c6f623a2a2e74"
+        "7874476d657373616765583c25fb207061747465726e206d75737420626567696e207769746820"
+        "60706174683a60206f722060726f6f7466696c6573696e3a603b20676f7420257346737461747573"
+        "456572726f72"
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("target", "hexdata"), [(t, h) for t, found in FOUND.items() for h in found]
+)
+def test_fuzz_regressions(target: str, hexdata: str) -> None:
+    for seed in range(5):
+        assert run(target, bytes.fromhex(hexdata), seed) == "accepted"
+
+
 def test_seeds_are_accepted_unmutated() -> None:
     """The unmutated seeds are valid input: a sanity check of the targets themselves."""
     for data in seeds("cbor-decoder")[:50]:
