@@ -259,3 +259,25 @@ def test_hgwire_recovers_journal_of_killed_hg(tmp_path: Path, hg72: HgRunner) ->
     assert _store(repo) == before
     hg72("verify", cwd=root)
     assert hg72("log", "-T", "{desc}\n", cwd=root).stdout == b"a\n"
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize(("fmt", "runner"), [("6.0", "hg60"), ("7.2", "hg72")])
+def test_hg_rollback_uses_hgwire_undo_files(
+    tmp_path: Path, fmt: str, runner: str, request: pytest.FixtureRequest
+) -> None:
+    """``hg rollback`` undoes hgwire's last transaction from the undo files it left."""
+    from tests.repo.test_localrepo import _commit
+
+    hg: HgRunner = request.getfixturevalue(runner)
+    repo = Repository.create(tmp_path / "r", format=fmt)
+    _commit(repo, {b"a": b"1\n"}, b"one")
+    before = _store(repo)
+    _commit(repo, {b"a": b"2\n", b"New File": b"b\n"}, b"two")
+    out = hg("rollback", "-f", cwd=repo.root).stdout
+    assert b"rolled back to revision 0 (undo commit)" in out
+    after = _store(repo)
+    if after.get("phaseroots") == b"":  # hg 6.0 writes its (empty) phase roots afterwards
+        del after["phaseroots"]
+    assert after == before
+    hg("verify", cwd=repo.root)
