@@ -1,19 +1,21 @@
 """Flat manifests: ``path\\0hex(filenode)flags\\n`` lines sorted by path (spec §4.2).
 
 Manifest deltas must be line aligned (§3.3): Mercurial parses the inserted data of stored
-manifest deltas as manifest lines. The delta writer here walks the two sorted texts line by
-line (linear, aligned by construction), and received deltas are stored as-is only when
+manifest deltas as manifest lines. The delta writer here works on whole lines of the two sorted
+texts (aligned by construction), and received deltas are stored as-is only when
 they are aligned to their base; otherwise the revlog recomputes them.
 """
 
 from __future__ import annotations
 
-import struct
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping
+from itertools import accumulate
 from typing import Any
 
 from hgwire.errors import RepositoryError
 from hgwire.repo import mdiff
+from hgwire.repo.mdiff import HUNK
 from hgwire.repo.revlog import Revlog, Transaction
 from hgwire.repo.vfs import VFS
 
@@ -103,53 +105,44 @@ class Manifest(Mapping[bytes, tuple[bytes, bytes]]):
         return b"".join(p + b"\0" + e[p][0].hex().encode("ascii") + e[p][1] + b"\n" for p in self)
 
 
-def _key(line: bytes) -> bytes:
-    return line[: line.index(b"\0")]
-
-
 def manifestdiff(old: bytes, new: bytes) -> bytes:
-    """A line-aligned delta between two sorted manifest texts, in one merge walk."""
+    """A line-aligned delta between two sorted manifest texts.
+
+    Lines sort like their paths (``\0`` sorts below any path byte), so the removed and
+    added lines (set differences, C speed) are placed with ``bisect`` on the old lines and
+    grouped into hunks; only the changed lines are handled in Python.
+    """
     a = old.split(b"\n")
     b = new.split(b"\n")
     if a[-1] or b[-1]:  # not newline-terminated: not manifests, use the generic diff
         return mdiff.textdiff(old, new)
     a.pop()
     b.pop()
+    removed = set(a).difference(b)
+    added = sorted(set(b).difference(a))
+    # events: (index in a, 0 = remove a[index] / 1 = insert line before a[index])
+    events = [(bisect_left(a, line), 0, line) for line in removed]
+    events += [(bisect_left(a, line), 1, line) for line in added]
+    if not events:
+        return b""
+    events.sort()
+    # byte offset of line k = length of the k lines before it + their k newlines
+    sizes = [0, *accumulate(map(len, a))]
     out: list[bytes] = []
-    i = j = 0
-    na, nb = len(a), len(b)
-    apos = 0
-    hstart = -1
-    hend = 0
-    hdata: list[bytes] = []
-    while i < na or j < nb:
-        if i < na and j < nb and a[i] == b[j]:
-            if hstart >= 0:
-                data = b"".join(hdata)
-                out.append(struct.pack(">lll", hstart, hend, len(data)) + data)
-                hstart = -1
-                hdata = []
-            apos += len(a[i]) + 1
-            i += 1
-            j += 1
-            continue
-        if hstart < 0:
-            hstart = hend = apos
-        if j >= nb or (i < na and _key(a[i]) < _key(b[j])):
-            apos += len(a[i]) + 1  # removed line
-            i += 1
-        elif i >= na or _key(b[j]) < _key(a[i]):
-            hdata.append(b[j] + b"\n")  # added line
-            j += 1
-        else:  # same path, changed entry
-            apos += len(a[i]) + 1
-            hdata.append(b[j] + b"\n")
-            i += 1
-            j += 1
-        hend = apos
-    if hstart >= 0:
-        data = b"".join(hdata)
-        out.append(struct.pack(">lll", hstart, hend, len(data)) + data)
+    start = end = events[0][0]
+    data: list[bytes] = []
+    for index, kind, line in events:
+        if index > end:  # a gap of unchanged lines: close the hunk
+            payload = b"".join(data)
+            out.append(HUNK.pack(sizes[start] + start, sizes[end] + end, len(payload)) + payload)
+            start = end = index
+            data = []
+        if kind == 0:
+            end = index + 1
+        else:
+            data.append(line + b"\n")
+    payload = b"".join(data)
+    out.append(HUNK.pack(sizes[start] + start, sizes[end] + end, len(payload)) + payload)
     return b"".join(out)
 
 
@@ -164,10 +157,7 @@ class ManifestRevlog(Revlog):
         return Manifest.parse(self.revision(rev), f"{self.indexfile} revision {rev}")
 
     def _diff(self, old: bytes, new: bytes) -> bytes:
-        try:
-            return manifestdiff(old, new)
-        except ValueError:  # a line without \0: not a manifest after all
-            return mdiff.textdiff(old, new)
+        return manifestdiff(old, new)
 
     def _delta_ok(self, base: int, delta: bytes) -> bool:
         return mdiff.is_line_aligned(self.rawdata(base), delta)

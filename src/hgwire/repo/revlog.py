@@ -35,7 +35,7 @@ import struct
 import sys
 import zlib
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -71,6 +71,7 @@ MAX_CHAIN_LEN = 1000  # sparse-revlog default maxchainlen (§3.2)
 LIMIT_DELTA2TEXT = 2
 LIMIT_BASE2TEXT = 500
 _READ_WINDOW = 65536
+_CACHE_ENTRIES = 4
 _GROUP_GAP = 262144  # read chunks of one chain in one go when gaps are below this
 
 
@@ -188,7 +189,10 @@ class Revlog:
         self.sparse = sparse and generaldelta
         self.persistent_nodemap = persistent_nodemap
         self._new_generaldelta = generaldelta
-        self._cache: tuple[int, bytes] | None = None  # (rev, verified rawtext)
+        # a few recently used verified rawtexts: sequential reads and delta computation
+        # against parents/snapshots rebuild little
+        self._cache: dict[int, bytes] = {}
+        self._chaininfo: dict[int, tuple[int, int, int]] = {}  # rev -> (len, size, base)
         self._segment: tuple[int, bytes] = (0, b"")  # read cache over the data file
         self._tr: Any = None
         self._journaled: dict[str, int] = {}  # path -> offset given to tr.add, -1 = backup
@@ -430,16 +434,16 @@ class Revlog:
             return nullrev
         return base if self.generaldelta else rev - 1
 
-    def _chain(self, rev: int, stoprev: int | None = None) -> tuple[list[int], bool]:
-        """Revisions whose chunks rebuild ``rev``, oldest first; True if ``stoprev`` was hit
-        (then the first element's chunk is a delta against ``stoprev``)."""
+    def _chain(self, rev: int, stop: Container[int] = ()) -> tuple[list[int], bool]:
+        """Revisions whose chunks rebuild ``rev``, oldest first; True if a rev in ``stop``
+        was reached (then the first element's chunk is a delta against that rev)."""
         chain: list[int] = []
         gd = self.generaldelta
         index = self._index
         unpack = INDEX_ENTRY.unpack_from
         cur = rev
         while True:
-            if cur == stoprev:
+            if cur in stop:
                 chain.reverse()
                 return chain, True
             chain.append(cur)
@@ -455,12 +459,39 @@ class Revlog:
         chain.reverse()
         return chain, False
 
+    def _info(self, rev: int) -> tuple[int, int, int]:
+        """``(chain length, sum of chunk sizes, chain base)`` of ``rev``, memoized."""
+        info = self._chaininfo.get(rev)
+        if info is not None:
+            return info
+        todo = []
+        cur = rev
+        unpack = INDEX_ENTRY.unpack_from
+        while True:
+            e = unpack(self._index, cur * ENTRY_SIZE)
+            base = e[3]
+            if base == cur:
+                info = (1, e[1], cur)
+                break
+            if not 0 <= base < cur:
+                raise RepositoryError(f"{self.indexfile}: revision {cur} has invalid delta base")
+            todo.append((cur, e[1]))
+            cur = base if self.generaldelta else cur - 1
+            known = self._chaininfo.get(cur)
+            if known is not None:
+                info = known
+                break
+        self._chaininfo[cur] = info
+        for r, length in reversed(todo):
+            info = (info[0] + 1, info[1] + length, info[2])
+            self._chaininfo[r] = info
+        return info
+
     def chainlen(self, rev: int) -> int:
-        return len(self._chain(rev)[0])
+        return self._info(rev)[0]
 
     def _chainsize(self, rev: int) -> int:
-        index = self._index
-        return sum(INDEX_ENTRY.unpack_from(index, r * ENTRY_SIZE)[1] for r in self._chain(rev)[0])
+        return self._info(rev)[1]
 
     def issnapshot(self, rev: int) -> bool:
         """A full text, or (sparse) a delta against a snapshot that is not a parent (§2.6)."""
@@ -593,15 +624,14 @@ class Revlog:
 
     def _rawtext(self, rev: int) -> bytes:
         """Reconstructed rawtext of ``rev`` (length checked, hash not checked)."""
-        cached = self._cache
-        if cached is not None and cached[0] == rev:
-            return cached[1]
-        chain, stopped = self._chain(rev, cached[0] if cached is not None else None)
+        cache = self._cache
+        if rev in cache:
+            return cache[rev]
+        chain, stopped = self._chain(rev, cache)
         chunks = self._rawchunks(chain)
         try:
             if stopped:
-                assert cached is not None
-                base: bytes | memoryview = cached[1]
+                base: bytes | memoryview = cache[self.deltaparent(chain[0])]
                 deltas = [self._decompress(c, r) for r, c in zip(chain, chunks, strict=True)]
             else:
                 base = self._decompress(chunks[0], chain[0])
@@ -636,13 +666,20 @@ class Revlog:
         rev = self._revnode(rev_or_node)
         if rev == nullrev:
             return b""
-        cached = self._cache
-        if cached is not None and cached[0] == rev:
-            return cached[1]
+        cache = self._cache
+        text = cache.get(rev)
+        if text is not None:
+            return text
         text = self._rawtext(rev)
         self._checkhash(text, rev)
-        self._cache = (rev, text)
+        self._remember(rev, text)
         return text
+
+    def _remember(self, rev: int, text: bytes) -> None:
+        cache = self._cache
+        if len(cache) >= _CACHE_ENTRIES:
+            del cache[next(iter(cache))]  # oldest first (insertion order)
+        cache[rev] = text
 
     def revision(self, rev_or_node: int | bytes) -> bytes:
         """The fulltext; equal to :meth:`rawdata` for flag 0 (no flag processors here)."""
@@ -784,15 +821,13 @@ class Revlog:
         """Mercurial's bounds for a candidate delta (§3.2)."""
         if deltalen > textlen:
             return False
-        chain = self._chain(base)[0]
-        if len(chain) + 1 > MAX_CHAIN_LEN:
+        chainlen, chainsize, chainbase = self._info(base)
+        if chainlen + 1 > MAX_CHAIN_LEN:
             return False
-        index = self._index
-        chainsize = deltalen + sum(INDEX_ENTRY.unpack_from(index, r * ENTRY_SIZE)[1] for r in chain)
-        if chainsize > textlen * LIMIT_DELTA2TEXT:
+        if chainsize + deltalen > textlen * LIMIT_DELTA2TEXT:
             return False
         if not self.sparse:
-            span = self._datasize() + deltalen - self.start(chain[0])
+            span = self._datasize() + deltalen - self.start(chainbase)
             if span > 4 * textlen:
                 return False
         if snapshotdepth:
@@ -901,7 +936,7 @@ class Revlog:
         )
         self._write(tr, entry, chunk)
         self._appended(entry, node)
-        self._cache = (rev, text)
+        self._remember(rev, text)
         return rev
 
     def _header_bytes(self) -> bytes:
@@ -1005,7 +1040,8 @@ class Revlog:
     # ------------------------------------------------------------------ misc
 
     def clearcaches(self) -> None:
-        self._cache = None
+        self._cache = {}
+        self._chaininfo.clear()
         self._segment = (0, b"")
         self._snapshot_memo.clear()
 
