@@ -217,7 +217,8 @@ class Repository:
                     f"{self.svfs.join('journal')}: abandoned transaction found "
                     "(run 'hg recover' or reopen with hgwire)"
                 )
-            self.vfs.atomic_write("journal.desc", b"%d\n%s\n" % (len(self), desc))
+            with self.vfs("journal.desc", "wb") as fh:  # informational only, like hg
+                fh.write(b"%d\n%s\n" % (len(self), desc))
 
             def released(tr: Transaction, success: bool) -> None:
                 self.invalidate()

@@ -66,16 +66,22 @@ def decodedir(path: bytes) -> bytes:
     return path.replace(b".d.hg/", b".d/").replace(b".i.hg/", b".i/").replace(b".hg.hg/", b".hg/")
 
 
+_FULL_GET = _FULL.__getitem__
+_LOWER_GET = _LOWER.__getitem__
+_NEEDS_LOWER = re.compile(rb"[^a-z0-9/.\- !#$%&'()+,;=@\[\]^`{}_]")
+
+
 def _charencode(path: bytes) -> bytes:
+    """Step 2 (most paths need nothing: checked first with one regex scan)."""
     if not _NEEDS_FULL.search(path):
         return path
-    table = _FULL
-    return b"".join([table[c] for c in path])
+    return b"".join(map(_FULL_GET, path))
 
 
 def _lowerencode(path: bytes) -> bytes:
-    table = _LOWER
-    return b"".join([table[c] for c in path])
+    if not _NEEDS_LOWER.search(path):
+        return path
+    return b"".join(map(_LOWER_GET, path))
 
 
 def encodefilename(path: bytes) -> bytes:
@@ -103,14 +109,19 @@ def decodefilename(path: bytes) -> bytes:
     return decodedir(bytes(out))
 
 
+_DEVICE_PREFIXES = frozenset(_WINDOWS_DEVICES + _WINDOWS_NUMBERED)
+
+
 def _auxencode(parts: list[bytes], dotencode: bool) -> list[bytes]:
     """Step 3: defuse leading dots/spaces, Windows device names, trailing dots/spaces."""
     for i, part in enumerate(parts):
         if not part:
             continue
-        if dotencode and part[0] in b". ":
+        changed = False
+        if dotencode and part[0] in (0x2E, 0x20):
             part = b"~%02x" % part[0] + part[1:]
-        else:
+            changed = True
+        elif part[:3] in _DEVICE_PREFIXES:
             dot = part.find(b".")
             stem_len = len(part) if dot == -1 else dot
             stem = part[:3]
@@ -118,9 +129,12 @@ def _auxencode(parts: list[bytes], dotencode: bool) -> list[bytes]:
                 stem_len == 4 and 0x31 <= part[3] <= 0x39 and stem in _WINDOWS_NUMBERED
             ):
                 part = part[:2] + b"~%02x" % part[2] + part[3:]
-        if part[-1] in b". ":
+                changed = True
+        if part[-1] in (0x2E, 0x20):
             part = part[:-1] + b"~%02x" % part[-1]
-        parts[i] = part
+            changed = True
+        if changed:
+            parts[i] = part
     return parts
 
 
