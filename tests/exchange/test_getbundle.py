@@ -10,7 +10,7 @@ import pytest
 from hgwire.exchange import bundle2
 from hgwire.exchange.bundle2 import Unbundler
 from hgwire.repo.localrepo import Repository
-from tests.conftest import HgRunner
+from tests.conftest import HgRunner, make_runner
 from tests.exchange.test_bundle2_format import CAPS72
 from tests.repo import hgrepos
 
@@ -54,6 +54,7 @@ def test_clone_reply_parts(
         (b"bookmarks", True),
         (b"listkeys", True),
         (b"phase-heads", True),
+        (b"hgtagsfnodes", False),
     ]
     facts = full_repo72.facts()
     served = sum(1 for c in facts["changesets"] if c["phase"] < 2)
@@ -66,6 +67,12 @@ def test_clone_reply_parts(
     assert bundle2.decodekeys(got[2][3]) == {k: v.hex().encode() for k, v in want.items()}
     heads = bundle2.decodephaseheads(got[3][3])
     assert sorted(h.hex() for h in heads[0]) == sorted(facts["served_heads"])
+    # the .hgtags filenode of every head, as hg's manifest says
+    hg = make_runner(full_repo72.hg)
+    for node, fnode in bundle2.decodehgtagsfnodes(got[4][3]):
+        lines = hg("-R", full_repo72.path, "manifest", "--debug", "-r", node.hex()).stdout
+        entry = [ln.split()[0] for ln in lines.splitlines() if ln.endswith(b" .hgtags")]
+        assert fnode.hex().encode() == (entry[0] if entry else b"0" * 40)
 
 
 @pytest.mark.interop
