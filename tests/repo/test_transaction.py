@@ -187,6 +187,18 @@ def test_truncating_beyond_the_end_fails_and_names_the_file(repo: Repository) ->
     assert repo.svfs.exists("journal")  # nothing was thrown away
 
 
+def test_corrupt_backup_listing_stops_recovery_before_writing(repo: Repository) -> None:
+    repo.svfs.atomic_write("journal", b"00changelog.i\x005\n")
+    repo.svfs.atomic_write("journal.backupfiles", b"2\n\x00phaseroots\x00x\x000\ngarbage\n")
+    before = _store(repo)
+    with pytest.raises(
+        RepositoryError, match=r"journal\.backupfiles: malformed backup entry at offset 18"
+    ):
+        Repository.open(repo.root)
+    assert _store(repo) == before
+    assert repo.svfs.exists("journal")
+
+
 def test_backupfiles_with_unknown_version_is_ignored() -> None:
     reports: list[str] = []
     assert trmod.read_backupfiles(b"3\nx\x00y\x00z\x000\n", "bf", reports.append) == []
