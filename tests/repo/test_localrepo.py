@@ -203,3 +203,22 @@ def test_hg_reads_what_hgwire_commits(tmp_path: Path, hg60: HgRunner, hg72: HgRu
                 + b" ".join(sorted([b"AUX/Con.txt", hgrepos.LONG_PATH.encode()]))
                 + b"\n"
             )
+
+
+@pytest.mark.interop
+def test_readers_during_a_transaction(tmp_path: Path, hg72: HgRunner) -> None:
+    """Mid-transaction (files and manifest written, changelog not yet), readers see the
+    old history and nobody rolls back the live writer's journal (spec §7.4)."""
+    repo = Repository.create(tmp_path / "r")
+    _commit(repo, {b"f": b"1\n"}, b"one")
+    cl, ml = repo.changelog, repo.manifestlog
+    with repo.transaction(b"commit") as tr:
+        fnode = repo.file(b"f").add(b"2\n", None, tr, 1, repo.file(b"f").node(0), nullid)
+        mnode = ml.add(Manifest({b"f": (fnode, b"")}), tr, 1, ml.node(0), nullid)
+        reader = Repository.open(repo.root)  # the lock's holder is alive: no rollback
+        assert reader.svfs.exists("journal")
+        assert len(reader.changelog) == 1
+        assert hg72("log", "-T", "{desc}\n", cwd=repo.root).stdout == b"one\n"
+        cl.add(mnode, [b"f"], b"two", tr, cl.node(0), nullid, b"t <t@e>", (0, 0))
+    assert hg72("log", "-T", "{desc}\n", cwd=repo.root).stdout == b"two\none\n"
+    hg72("verify", cwd=repo.root)
