@@ -223,6 +223,10 @@ class Revlog:
             got = fh.readinto(buf)  # type: ignore[attr-defined]
         if got != size:
             raise RepositoryError(f"{self.indexfile}: short read at offset {got}")
+        if size < ENTRY_SIZE:
+            raise RepositoryError(
+                f"{self.indexfile}: corrupt index, partial entry at offset 0 (size {size})"
+            )
         (header,) = _HEADER.unpack_from(buf, 0)
         self.version = header & 0xFFFF
         self.header_flags = header & ~0xFFFF
@@ -530,13 +534,22 @@ class Revlog:
         else:
             wstart = start & ~(_READ_WINDOW - 1)
             wlen = ((start + length + _READ_WINDOW) & ~(_READ_WINDOW - 1)) - wstart
-        if fh is None:
-            with self.opener(self.datafile) as f:
-                f.seek(wstart)
-                data = f.read(wlen)
-        else:
-            fh.seek(wstart)
-            data = fh.read(wlen)
+        if length < 0:
+            raise RepositoryError(
+                f"{self.indexfile}: negative chunk length {length} for data at offset {start}"
+            )
+        try:
+            if fh is None:
+                with self.opener(self.datafile) as f:
+                    f.seek(wstart)
+                    data = f.read(wlen)
+            else:
+                fh.seek(wstart)
+                data = fh.read(wlen)
+        except (OSError, OverflowError, ValueError) as exc:
+            raise RepositoryError(
+                f"{self.datafile}: cannot read {length} bytes at offset {start}: {exc}"
+            ) from exc
         if len(data) < start + length - wstart:
             raise RepositoryError(
                 f"{self.datafile}: truncated revision data at offset "
