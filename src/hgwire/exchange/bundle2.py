@@ -1194,7 +1194,7 @@ def check_heads(
     cl = repo.changelog
     heads = [cl.node(r) for r in pc.served_heads()] or [NULLID]
     digest = hashlib.sha1(b"".join(sorted(heads))).digest()
-    if their_heads == [b"force"] or their_heads == heads or sorted(their_heads) == sorted(heads):
+    if sorted(their_heads) == sorted(heads):
         return
     if len(their_heads) == 2 and their_heads[0] == b"hashed" and their_heads[1] == digest:
         return

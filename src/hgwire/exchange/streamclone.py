@@ -441,9 +441,9 @@ def stream2_part(repo: Repository, *, phases: bool = False, caches: bool = True)
     return Part(
         b"stream2",
         [
-            (b"requirements", reqs),
-            (b"filecount", b"%d" % snap.filecount),
             (b"bytecount", b"%d" % snap.bytecount),
+            (b"filecount", b"%d" % snap.filecount),
+            (b"requirements", reqs),
         ],
         data=payload(),
     )
