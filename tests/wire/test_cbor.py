@@ -287,6 +287,35 @@ def test_big_array_in_pieces_mixing_fast_and_exact_items(size: int) -> None:
         decode_pieces(broken, size)
 
 
+def test_batches_match_value_by_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many small values per feed are decoded in batches (one cbor2 call for many);
+    misses, slow-path values and errors inside a batch give the exact same results."""
+    batches: list[int] = []
+    original = Decoder._batch
+
+    def batch(self: Decoder, *args: Any) -> tuple[int, int, bool]:
+        result = original(self, *args)
+        batches.append(result[2])
+        return result
+
+    monkeypatch.setattr(Decoder, "_batch", batch)
+    values: list[Any] = []
+    for i in range(6000):
+        values.append([i, b"v" * (i % 37)] if i % 3 else {b"n": i, b"s": {b"a", b"b"}})
+        if i % 500 == 7:
+            values.append({i: b"int key: not for cbor2"})
+    data = b"".join(cbor.dumps(v) for v in values)
+    for size in (4096, 65536, len(data)):
+        batches.clear()
+        assert [v for step in decode_pieces(data, size) for v in step] == values
+        assert batches.count(True) >= 10
+    bad = data.replace(cbor.dumps([2999, b"v" * (2999 % 37)]), b"\x82\x01\xfa", 1)
+    for size in (4096, len(bad)):
+        with pytest.raises(CBORDecodeError, match=r"^special type 26 not allowed$"):
+            decode_pieces(bad, size)
+    assert both_engines(bad) == ("error", "special type 26 not allowed")
+
+
 def test_error_after_good_values_in_one_feed() -> None:
     data = cbor.dumps([1, 2]) * 100 + b"\xa1\x80\x01" + cbor.dumps(3)
     assert both_engines(data) == ("error", "collections not supported as map keys")

@@ -165,6 +165,42 @@ def test_random_input_engines_and_chunkings_agree(data: bytes, pieces: list[int]
     assert outcome(data, fast=False, pieces=pieces) == one_shot
 
 
+SMALL_VALUES = st.recursive(
+    SCALARS,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(st.binary(max_size=6), children, max_size=3),
+        st.dictionaries(st.integers(-3, 3), children, max_size=2),  # slow-path keys
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(SMALL_VALUES, min_size=40, max_size=250),
+    st.integers(16, 700),
+    st.one_of(st.none(), st.tuples(st.floats(0, 1), st.integers(0, 255))),
+)
+def test_many_values_batched_like_one_by_one(
+    values: list[Any], piece: int, damage: tuple[float, int] | None
+) -> None:
+    """Enough values per feed for the decoder to decode them in batches: the result (or
+    the error) is the same as with the exact engine alone, whatever the piece size."""
+    data = bytearray(b"".join(cbor.dumps(v) for v in values))
+    if damage is not None:
+        data[int(damage[0] * (len(data) - 1))] = damage[1]
+    pieces = [piece] * (len(data) // piece)
+    assert outcome(bytes(data), pieces=pieces) == outcome(bytes(data), fast=False)
+    if damage is None:
+        assert outcome(bytes(data), pieces=pieces) == ("ok", typed(values))
+    nested = cbor.dumps([values, values])  # the same through an open array's items
+    assert outcome(nested, pieces=[piece] * (len(nested) // piece)) == (
+        "ok",
+        typed([[values, values]]),
+    )
+
+
 # ----------------------------------------------------------------------------- vs hg 6.0
 
 HG_SIDE = r"""

@@ -359,6 +359,11 @@ _ARG: Final = {
 #: faster than with its default of 4096 (measured); large byte strings are unaffected.
 _CBOR2_READ_SIZE: Final = 128
 
+#: Values decoded one by one between two attempts at decoding a batch at once.
+_STEP_VALUES: Final = 32
+#: Smallest batch worth one attempt.
+_MIN_BATCH: Final = 16
+
 _NOT_CONSUMED: Final = "input data not fully consumed"
 _NOT_COMPLETE: Final = "input data not complete"
 
@@ -480,6 +485,8 @@ class Decoder:
         self._vbytes = 0
         self._error: CBORDecodeError | None = None
         self._verified = 0  # in the current buffer, items up to here are plainly acceptable
+        self._value_size = 0.0  # typical encoded size of a top-level value (for _batch)
+        self._margin = 0.8  # fraction of the expected number of values _batch asks for
 
     # ------------------------------------------------------------------ public API
 
@@ -572,6 +579,39 @@ class Decoder:
             limit = self._verified = _verified_end(buf, pos)
             if limit <= pos:
                 return pos
+        # A value no longer than max_length cannot declare a length beyond it; bigger
+        # values (and those over max_buffer) are left to the exact engine to judge.
+        max_size = min(self.max_buffer, self.max_length)
+        if limit - pos > max_size:
+            return self._one_by_one(buf, pos, limit, count, max_depth, out, -1, max_size)[0]
+        while pos < limit and count:
+            pos, count, batched = self._batch(buf, pos, limit, count, max_depth, out)
+            if batched:
+                continue
+            pos, count, stopped = self._one_by_one(
+                buf, pos, limit, count, max_depth, out, _STEP_VALUES, -1
+            )
+            if stopped:
+                break
+        return pos
+
+    def _one_by_one(
+        self,
+        buf: bytes,
+        pos: int,
+        limit: int,
+        count: int,
+        max_depth: int,
+        out: list[Any],
+        max_values: int,
+        max_size: int,
+    ) -> tuple[int, int, bool]:
+        """Decode values one cbor2 call each: up to ``max_values`` (-1: no limit), within
+        ``limit``, none larger than ``max_size`` (-1: no check).
+
+        Returns ``(pos, count, stopped)``; ``stopped`` means a value could not be vouched
+        for (or the region ended), rather than ``max_values`` being reached.
+        """
         fp = io.BytesIO(buf)
         fp.seek(pos)
         decode = cbor2.CBORDecoder(
@@ -584,30 +624,67 @@ class Decoder:
         ).decode
         tell = fp.tell
         append = out.append
-        # A value no longer than max_length cannot declare a length beyond it; bigger
-        # values (and those over max_buffer) are left to the exact engine to judge.
-        max_size = min(self.max_buffer, self.max_length)
+        start = pos
+        todo = max_values
+        stopped = True
         try:
-            if count < 0 and limit - pos <= max_size:  # the hot loop: top-level values
-                while pos < limit:
-                    v = decode()
-                    end = tell()
-                    if end > limit:
-                        break
-                    append(v)
-                    pos = end
-            else:
-                while pos < limit and count:
-                    v = decode()
-                    end = tell()
-                    if end > limit or end - pos > max_size:
-                        break
-                    append(v)
-                    pos = end
-                    count -= 1
+            while pos < limit and count:
+                if not todo:
+                    stopped = False
+                    break
+                v = decode()
+                end = tell()
+                if end > limit or (max_size >= 0 and end - pos > max_size):
+                    break
+                append(v)
+                pos = end
+                count -= 1
+                todo -= 1
         except Exception:  # whatever cbor2 rejects or cannot finish: exact engine decides
             pass
-        return pos
+        done = max_values - todo if max_values >= 0 else 0
+        if done:  # learn the typical encoded value size, for _batch
+            self._value_size = (self._value_size + (pos - start) / done) / 2
+        return pos, count, stopped
+
+    def _batch(
+        self, buf: bytes, pos: int, limit: int, count: int, max_depth: int, out: list[Any]
+    ) -> tuple[int, int, bool]:
+        """Decode many values of ``buf[pos:limit]`` in one cbor2 call, if it looks worth it.
+
+        One ``decode()`` call per value costs more than the decoding itself for small
+        values. So, knowing the typical encoded size of a value, guess how many complete
+        values the region holds (with a safety margin), put a definite array header for
+        that many in front and decode them at once: the array ends exactly after them,
+        which also gives their end offset. A wrong guess (too many values, or anything
+        cbor2 refuses) costs one wasted attempt: the caller goes value by value, which
+        finds the exact place to stop. The margin shrinks after each miss.
+        Returns ``(pos, count, decoded anything)``.
+        """
+        if not self._value_size:
+            return pos, count, False
+        guess = int((limit - pos) * self._margin / self._value_size)
+        if 0 <= count < guess:
+            guess = count
+        if guess < _MIN_BATCH:
+            return pos, count, False
+        header = _head(4, guess)
+        fp = io.BytesIO(header + buf[pos:limit])
+        try:
+            values = cbor2.CBORDecoder(
+                fp,
+                semantic_decoders=_TAG_POLICY,
+                allow_indefinite=False,
+                strict_hashable_types=True,
+                max_depth=max_depth + 1,  # one more level for the wrapping array
+                read_size=_CBOR2_READ_SIZE,
+            ).decode()
+        except Exception:  # too many values guessed, or something for the slow path
+            self._margin = max(0.05, self._margin * 0.6)
+            return pos, count, False
+        self._margin = min(0.9, self._margin + 0.05)
+        out.extend(values)
+        return pos + fp.tell() - len(header), (count - guess if count > 0 else count), True
 
     def _run_exact(self, buf: bytes, pos: int, out: list[Any]) -> int:
         """Mercurial's decoder state machine, from ``pos`` until one top-level value ends.
