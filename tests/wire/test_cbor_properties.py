@@ -154,7 +154,7 @@ def broken_cbor(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(broken_cbor(), st.lists(st.integers(1, 8), max_size=10))
 def test_random_input_engines_and_chunkings_agree(data: bytes, pieces: list[int]) -> None:
     """Only CBORDecodeError escapes; the fast path, the exact engine alone and any
