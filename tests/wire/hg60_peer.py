@@ -20,6 +20,8 @@ Requests (``op``) and what they answer besides ``"ok": true``:
 * ``client_call`` (``command``, ``args``, ``data``): ``requestid`` and ``frames``.
 * ``client_flush``: ``frames``.
 * ``client_feed`` (``data``): bytes from the server; ``actions`` per frame.
+* ``cbor_decodeall`` (``inputs``): per input, ``values`` from ``cborutil.decodeall`` or
+  the ``error`` type and ``message``.
 * ``client_results``: ``results`` maps request ids to ``objects`` (every CBOR value of
   the response, status map first), ``eos``, ``error``, ``decode_error`` (hg's CBOR
   decoder rejected the data) and ``pending`` (bytes that did not complete a value).
@@ -252,6 +254,19 @@ class Peer:
                     }
             actions.append(entry)
         return {"actions": actions, "buffered": len(self.client_cutter.buffer)}
+
+    def cbor_decodeall(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Each input (hex) through ``cborutil.decodeall``: values or the error message."""
+        out: list[dict[str, Any]] = []
+        for data in req["inputs"]:
+            try:
+                values = cborutil.decodeall(bytes.fromhex(data))
+                out.append({"values": to_json(values)})
+            except Exception as e:
+                out.append(
+                    {"error": type(e).__name__, "message": _text(e.args[0] if e.args else "")}
+                )
+        return {"results": out}
 
     def client_results(self, req: dict[str, Any]) -> dict[str, Any]:
         results = {}
