@@ -20,6 +20,7 @@ Requests (``op``) and what they answer besides ``"ok": true``:
 * ``client_call`` (``command``, ``args``, ``data``): ``requestid`` and ``frames``.
 * ``client_flush``: ``frames``.
 * ``client_feed`` (``data``): bytes from the server; ``actions`` per frame.
+* ``cbor_encode`` (``values``): ``encoded``, Mercurial's encoding of each value.
 * ``cbor_decodeall`` (``inputs``): per input, ``values`` from ``cborutil.decodeall`` or
   the ``error`` type and ``message``.
 * ``client_results``: ``results`` maps request ids to ``objects`` (every CBOR value of
@@ -254,6 +255,10 @@ class Peer:
                     }
             actions.append(entry)
         return {"actions": actions, "buffered": len(self.client_cutter.buffer)}
+
+    def cbor_encode(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Each typed JSON value through ``cborutil.streamencode``, joined, as hex."""
+        return {"encoded": [b"".join(cborutil.streamencode(to_py(v))).hex() for v in req["values"]]}
 
     def cbor_decodeall(self, req: dict[str, Any]) -> dict[str, Any]:
         """Each input (hex) through ``cborutil.decodeall``: values or the error message."""
