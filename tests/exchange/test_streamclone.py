@@ -160,6 +160,7 @@ def test_stream_refused_with_secret_changesets(full_repo72: hgrepos.GeneratedRep
     assert part.type == b"error:abort"
     assert b"secret" in part.params[b"message"]
     assert b"".join(streamclone.generate_v1(src, allowed=False)) == b"1\n"
+    assert b"".join(streamclone.generate_v1(src)) == b"1\n"  # secret changesets
 
 
 def test_v1_status_and_bad_entries() -> None:

@@ -252,6 +252,13 @@ def snapshot(
     return snap
 
 
+def has_secret(repo: Repository) -> bool:
+    """Whether ``repo`` has changesets a server must not expose (secret or above)."""
+    from hgwire.repo.phases import PhaseCache
+
+    return bool(PhaseCache.load(repo).hidden_revs())
+
+
 # ---------------------------------------------------------------------------------------
 # Stream v1 (§10.1)
 
@@ -267,9 +274,10 @@ def v1_entries(snap: StoreSnapshot) -> Iterator[bytes]:
 
 def generate_v1(repo: Repository, allowed: bool = True) -> Iterator[bytes]:
     """The ``stream_out`` response: status ``0`` + counts + entries; ``1`` when not
-    ``allowed``; ``2`` when the store lock cannot be taken.
+    ``allowed`` or when the repository has secret changesets (a stream cannot hide
+    them, §10); ``2`` when the store lock cannot be taken.
     """
-    if not allowed:
+    if not allowed or has_secret(repo):
         yield b"1\n"
         return
     try:
