@@ -299,6 +299,9 @@ async def handle(
             return await send_response(
                 send, Response(200, str(exc).encode() + b"\n", HGERRTYPE, OK_REASON)
             )
+        except Exception:
+            log.exception("v1 command %s failed", name)
+            return await send_response(send, Response(500, b"Internal Server Error", "text/plain"))
         return await render(send, rsp, caps, settings.config)
     finally:
         if payload is not None:
