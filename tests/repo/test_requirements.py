@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,72 @@ def test_create_writes_what_hg_init_writes(
     assert _tree(tmp_path / "ours") == _tree(tmp_path / "hg")
     reqs = Repository.open(tmp_path / "hg").requirements
     assert reqs == reqmod.FORMATS[fmt]
+
+
+# (Mercurial, config for hg init, requirement it adds) — each written by that version
+ACCEPTED_CONFIGS = [
+    ("hg72", "format.bookmarks-in-store=yes", b"bookmarksinstore"),
+    ("hg60", "format.internal-phase=yes", b"internal-phase"),
+    ("hg72", "format.exp-archived-phase=yes", b"exp-archived-phase"),
+    ("hg72", "format.use-dirstate-tracked-hint=yes", b"dirstate-tracked-key-v1"),
+    ("hg72", "format.use-share-safe=no", None),
+    ("hg60", "format.revlog-compression=zlib", None),
+    ("hg72", "format.sparse-revlog=no", None),
+    ("hg60", "format.dotencode=no", None),
+    ("hg72", "format.dotencode=no", None),
+    ("hg60", "format.usefncache=no", None),  # plain "store": reversible encoding, no fncache
+    ("hg72", "format.usefncache=no", None),
+]
+REFUSED_CONFIGS = [
+    ("hg60", "experimental.treemanifest=yes", "treemanifest"),
+    ("hg72", "experimental.treemanifest=yes", "treemanifest"),
+    (
+        "hg72",
+        "format.exp-use-changelog-v2=enable-unstable-format-and-corrupt-my-data",
+        "exp-changelog-v2",
+    ),
+    ("hg60", "experimental.revlogv2=enable-unstable-format-and-corrupt-my-data", "exp-revlogv2.2"),
+    ("hg72", "format.use-delta-info-flags=yes", "delta-info-revlog"),
+]
+
+
+def _ondisk(root: Path) -> set[bytes]:
+    reqs = reqmod.parse((root / ".hg" / "requires").read_bytes())
+    if (root / ".hg" / "store" / "requires").exists():
+        reqs |= reqmod.parse((root / ".hg" / "store" / "requires").read_bytes())
+    return reqs
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize(("runner", "config", "expected"), ACCEPTED_CONFIGS)
+def test_non_default_formats_hg_writes_are_read_and_written(
+    tmp_path: Path, runner: str, config: str, expected: bytes | None, request: pytest.FixtureRequest
+) -> None:
+    from tests.repo.test_localrepo import _commit
+
+    hg: HgRunner = request.getfixturevalue(runner)
+    root = tmp_path / "r"
+    hg("init", root, "--config", config)
+    (root / "Some File.txt").write_text("hello\n")
+    hg("commit", "-Am", "by hg", "--config", config, cwd=root)
+    repo = Repository.open(root)
+    assert repo.requirements == _ondisk(root)
+    if expected is not None:
+        assert expected in repo.requirements
+    assert repo.file(b"Some File.txt").read(0) == b"hello\n"
+    _commit(repo, {b"Some File.txt": b"again\n", b"Other/New.txt": b"new\n"}, b"by hgwire")
+    hg("verify", "--config", config, cwd=root)
+    assert hg("cat", "-r", "tip", "Other/New.txt", cwd=root).stdout == b"new\n"
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize(("runner", "config", "name"), REFUSED_CONFIGS)
+def test_experimental_formats_are_refused_by_name(
+    tmp_path: Path, runner: str, config: str, name: str, request: pytest.FixtureRequest
+) -> None:
+    hg: HgRunner = request.getfixturevalue(runner)
+    root = tmp_path / "r"
+    hg("init", root, "--config", config)
+    assert name.encode() in _ondisk(root)
+    with pytest.raises(RepositoryError, match=re.escape(name)):
+        Repository.open(root)
