@@ -13,7 +13,8 @@ Decoding has two engines that always agree:
 * a fast path: a regex (run by ``re`` in C) confirms that every item in the buffer starts
   with an initial byte Mercurial accepts, then ``cbor2``'s C decoder, set up to refuse
   indefinite lengths, other tags and collections as keys or set members, decodes the
-  complete top-level values straight from the buffer;
+  complete top-level values (and the items of a big open array) straight from the
+  buffer, many small values per call where it can (see ``Decoder._batch``);
 * an exact pure-Python engine, resumable item by item, which mirrors Mercurial's state
   machine. It takes over whenever the fast path cannot prove a value acceptable (errors,
   top-level indefinite byte strings) and for a value still incomplete at the end of the
