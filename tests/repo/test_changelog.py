@@ -142,3 +142,15 @@ def test_branchinfo_matches_full_parse(tmp_path: Path) -> None:
         assert cl.branchinfo(r) == (entry.branch, entry.closed)
     assert cl.branchinfo(2) == (b"x", True)
     assert cl.branchinfo(3) == (b"with\\backslash", False)
+
+
+@given(st.binary(max_size=300))
+def test_garbage_parses_or_raises_repository_error(data: bytes) -> None:
+    for text in (data, MANIFEST.hex().encode() + b"\n" + data):
+        try:
+            entry = parse_changeset(text)
+        except RepositoryError as exc:
+            assert str(exc)
+            continue
+        assert len(entry.manifest) == 20
+        assert entry.description == (text.split(b"\n\n", 1)[1] if text else b"")

@@ -105,3 +105,14 @@ def test_revlog_stores_line_aligned_deltas(tmp_path: Path) -> None:
             deltas += 1
             assert mdiff.is_line_aligned(again.rawdata(base), delta)
     assert deltas == 19
+
+
+@given(st.binary(max_size=300))
+def test_garbage_parses_or_raises_repository_error(data: bytes) -> None:
+    for text in (data, b"a\x00" + b"0" * 40 + b"\n" + data):
+        try:
+            m = Manifest.parse(text)
+        except RepositoryError as exc:
+            assert "manifest" in str(exc)
+            continue
+        assert m.text() == text  # whatever parses is canonical

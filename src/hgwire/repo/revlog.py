@@ -457,7 +457,7 @@ class Revlog:
             if not 0 <= base < cur:
                 raise RepositoryError(
                     f"{self.indexfile}: revision {cur} has invalid delta base {base} "
-                    f"at offset {cur * ENTRY_SIZE + 16}"
+                    f"at offset {self._entry_offset(cur) + 16}"
                 )
             cur = base if gd else cur - 1
         chain.reverse()
@@ -478,7 +478,10 @@ class Revlog:
                 info = (1, e[1], cur)
                 break
             if not 0 <= base < cur:
-                raise RepositoryError(f"{self.indexfile}: revision {cur} has invalid delta base")
+                raise RepositoryError(
+                    f"{self.indexfile}: revision {cur} has invalid delta base {base} "
+                    f"at offset {self._entry_offset(cur) + 16}"
+                )
             todo.append((cur, e[1]))
             cur = base if self.generaldelta else cur - 1
             known = self._chaininfo.get(cur)
@@ -516,6 +519,10 @@ class Revlog:
         return result
 
     # ------------------------------------------------------------------ chunks
+
+    def _entry_offset(self, rev: int) -> int:
+        """Where ``rev``'s index entry starts in the ``.i`` file."""
+        return rev * ENTRY_SIZE + (self.start(rev) if self.inline else 0)
 
     def _where(self, rev: int) -> tuple[str, int]:
         """File and physical offset of ``rev``'s chunk, for error messages."""
@@ -669,6 +676,12 @@ class Revlog:
         e = self._entry(rev)
         if e[0] & 0xFFFF & REVIDX_NOHASH_FLAGS:
             return
+        for field, p in ((24, e[5]), (28, e[6])):
+            if not nullrev <= p < rev:
+                raise RepositoryError(
+                    f"{self.indexfile}: revision {rev} has invalid parent {p} "
+                    f"(index field at offset {self._entry_offset(rev) + field})"
+                )
         if hashrevision(text, self.node(e[5]), self.node(e[6])) != e[7]:
             raise RepositoryError(
                 f"{self.indexfile}: integrity check failed on revision {rev} (node {e[7].hex()})"
