@@ -145,12 +145,15 @@ class Repository:
 
     def _changelog_length(self) -> int:
         """Revisions in the changelog, from its index alone (for ``journal.desc``)."""
-        data = self.svfs.tryread("00changelog.i")
-        if not data:
+        size = self.svfs.size("00changelog.i")
+        if size < 4:
             return 0
-        header = struct.unpack(">I", data[:4])[0]
-        if not header & (1 << 16):  # not inline: fixed 64-byte entries
-            return len(data) // 64
+        with self.svfs("00changelog.i") as fh:
+            header = struct.unpack(">I", fh.read(4))[0]
+            if not header & (1 << 16):  # not inline: fixed 64-byte entries
+                return size // 64
+            fh.seek(0)
+            data = fh.read()
         count = offset = 0
         while offset + 64 <= len(data):
             complen = struct.unpack(">i", data[offset + 8 : offset + 12])[0]
