@@ -105,7 +105,7 @@ def _compose(first: list[_Piece], second: list[_Piece]) -> list[_Piece]:
 
 def _join(base: _Buf, pieces: list[_Piece]) -> bytes:
     bview = memoryview(base)
-    return b"".join(bview[a:b] if src is None else src[a:b] for src, a, b in pieces)
+    return b"".join([bview[a:b] if src is None else src[a:b] for src, a, b in pieces])
 
 
 def patch(base: _Buf, delta: _Buf) -> bytes:
