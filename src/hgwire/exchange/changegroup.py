@@ -481,25 +481,39 @@ def _revisiondeltas(
 _CENSORED = 1 << 15
 
 
-def _manifestchanges(ml: Revlog, mrev: int, p1mrev: int) -> Iterator[tuple[bytes, bytes]]:
-    """``(path, filenode)`` of every line of manifest ``mrev`` that differs from manifest
-    ``p1mrev`` (all lines when it is null), read from a line-aligned delta."""
-    if p1mrev == NULLREV:
-        data = ml.rawdata(mrev)
-    else:
-        base, delta = ml.storeddelta(mrev)
-        if base != p1mrev:
-            delta = ml.revdiff(p1mrev, mrev)
-        data = b"".join(h[2] for h in mdiff.hunks(delta))
-        if data and not data.endswith(b"\n"):
-            data = ml.rawdata(mrev)  # not line-aligned: fall back to the whole text
+def _manifestlines(data: bytes) -> list[tuple[bytes, bytes]] | None:
+    """``(path, filenode)`` per manifest line of ``data``; None if a line is malformed."""
+    out = []
     for line in data.split(b"\n"):
         if not line:
             continue
         path, sep, rest = line.partition(b"\0")
         if not sep or len(rest) < 40:
-            raise AbortError(f"{ml.indexfile}: bad manifest line in revision {mrev}")
-        yield path, bytes.fromhex(rest[:40].decode("ascii"))
+            return None
+        try:
+            out.append((path, bytes.fromhex(rest[:40].decode("ascii"))))
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return out
+
+
+def _manifestchanges(ml: Revlog, mrev: int, p1mrev: int) -> list[tuple[bytes, bytes]]:
+    """``(path, filenode)`` of every line of manifest ``mrev`` that differs from manifest
+    ``p1mrev``, read from a line-aligned delta (§3.3); all lines of the full text when
+    there is no parent or the delta does not parse as whole lines."""
+    if p1mrev != NULLREV:
+        base, delta = ml.storeddelta(mrev)
+        if base != p1mrev:
+            delta = ml.revdiff(p1mrev, mrev)
+        data = b"".join(h[2] for h in mdiff.hunks(delta))
+        if not data or data.endswith(b"\n"):
+            lines = _manifestlines(data)
+            if lines is not None:
+                return lines
+    lines = _manifestlines(ml.rawdata(mrev))
+    if lines is None:
+        raise AbortError(f"{ml.indexfile}: bad manifest line in revision {mrev}")
+    return lines
 
 
 def makechangegroup(
