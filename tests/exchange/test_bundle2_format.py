@@ -53,6 +53,11 @@ def parts_of(path: Path) -> list[tuple[bytes, bool, list[tuple[bytes, bytes]], l
 def test_caps_blob_matches_captured_client() -> None:
     blob = bundle2.encodecaps(CAPS72)
     assert bundle2.urlquote(blob) == CAPTURED.encode()
+    token = bundle2.capstoken(CAPS72)
+    assert token == b"bundle2=" + CAPTURED.encode()
+    assert bundle2.caps_from_bundlecaps([b"HG20", token]) == CAPS72
+    assert bundle2.bundle2_requested([b"HG20", token])
+    assert not bundle2.bundle2_requested([b"HG10GZ"])
     assert bundle2.decodecaps(bundle2.urlunquote(CAPTURED.encode())) == CAPS72
     assert bundle2.decodecaps(b"a%3Db=x%2Cy,z\n\nplain") == {b"a=b": [b"x,y", b"z"], b"plain": []}
 

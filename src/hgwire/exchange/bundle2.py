@@ -913,6 +913,12 @@ def client_capabilities() -> Capabilities:
     return caps
 
 
+def capstoken(caps: Mapping[bytes, Iterable[bytes]]) -> bytes:
+    """The ``bundle2=<urlquoted blob>`` token of a v1 ``capabilities`` reply or of the
+    ``bundlecaps`` argument (§9.5)."""
+    return b"bundle2=" + urlquote(encodecaps(caps))
+
+
 def bundle2_requested(bundlecaps: Iterable[bytes] | None) -> bool:
     """Whether a ``getbundle`` asked for a bundle2 reply (a cap starting with ``HG2``)."""
     return any(c.startswith(b"HG2") for c in bundlecaps or ())
