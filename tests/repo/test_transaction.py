@@ -293,3 +293,16 @@ def test_hg_rollback_uses_hgwire_undo_files(
         del after["phaseroots"]
     assert after == before
     hg("verify", cwd=repo.root)
+
+
+def test_forgotten_transaction_is_aborted_when_dropped(repo: Repository) -> None:
+    import gc
+
+    before = _store(repo)
+    tr = repo.transaction(b"forgotten")
+    _append(repo, tr, "00changelog.i", b"junk")
+    del tr
+    gc.collect()
+    assert _store(repo) == before
+    assert not repo.svfs.exists("journal")
+    assert not (repo.path / "store" / "lock").is_symlink()

@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import struct
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,8 @@ class Repository:
         self.lock_poll = 1.0
         self._lock: Lock | None = None
         self._wlock: Lock | None = None
-        self._transaction: Transaction | None = None
+        # weak, like Mercurial: a transaction nobody holds any more is aborted (its __del__)
+        self._transaction: weakref.ref[Transaction] | None = None
         self._cache: dict[str, Any] = {}
 
     def _sharedpath(self, wc_reqs: set[bytes]) -> Path:
@@ -202,7 +204,7 @@ class Repository:
         return {"": self.svfs, "store": self.svfs, "plain": self.vfs}
 
     def currenttransaction(self) -> Transaction | None:
-        tr = self._transaction
+        tr = self._transaction() if self._transaction is not None else None
         return tr if tr is not None and tr.running() else None
 
     def transaction(self, desc: bytes) -> Transaction:
@@ -245,7 +247,7 @@ class Repository:
             # keep copies so a rollback restores the store exactly
             for docket in ("00changelog.n", "00manifest.n"):
                 tr.addbackup(docket)
-        self._transaction = tr
+        self._transaction = weakref.ref(tr)
         return tr
 
     def recover(self, wait: bool = True) -> bool:

@@ -253,6 +253,15 @@ class Transaction:
         self._backupsfile.flush()
         self._file = opener(journal, "wb")
 
+    def __del__(self) -> None:
+        """A transaction dropped while running is aborted (and its lock level released),
+        so a forgotten ``release`` cannot keep a server's repository locked forever."""
+        try:
+            if getattr(self, "_count", 0) > 0:
+                self._abort()
+        except Exception:
+            pass  # best effort during garbage collection
+
     def __repr__(self) -> str:
         name = b"/".join(self._names).decode("utf-8", "replace")
         return f"<Transaction {name} count={self._count} usages={self._usages}>"
