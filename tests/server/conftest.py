@@ -23,7 +23,13 @@ from hgwire.server.app import HgwireApp, ServerOptions, load_commands
 from hgwire.wire import cbor, streams
 from hgwire.wire.cbor import BytestringChunk
 from hgwire.wire.frames import MAX_PAYLOAD_LENGTH, Frame, FrameReader, FrameType, StreamFlag
-from tests.repo.conftest import corpus10k, full_repo60, public_repo, repo_copy  # noqa: F401
+from tests.repo.conftest import (  # noqa: F401
+    corpus10k,
+    full_repo60,
+    full_repo72,
+    public_repo,
+    repo_copy,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAMING = "application/mercurial-exp-framing-0006"

@@ -287,8 +287,15 @@ async def handle(
         else:
             payload.seek(0)
 
+    # What this request may do, for sub-commands of ``batch`` (hg checks each one).
+    held = frozenset(
+        op
+        for op in ("pull", "push")
+        if auth.check(settings.access, op, request.user, request.method, request.scheme) is None
+    )
+
     def dispatch() -> V1Response:
-        ctx = CommandContext(open_repo(served), settings.config, "http-v1", caps)
+        ctx = CommandContext(open_repo(served), settings.config, "http-v1", caps, permissions=held)
         return run_v1(cmd, ctx, args, payload)
 
     try:
