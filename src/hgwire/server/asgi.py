@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, BinaryIO, cast
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -64,6 +64,20 @@ def install_reason_phrases() -> None:
         h11_impl.STATUS_PHRASES = _Phrases(table)
 
 
+def parse_query(qs: bytes) -> list[tuple[bytes, bytes]]:
+    """Form-urlencoded pairs as bytes, blank values kept; any percent escape decodes to
+    its byte (no text decoding, so arbitrary bytes survive)."""
+    out: list[tuple[bytes, bytes]] = []
+    for part in qs.split(b"&"):
+        if not part:
+            continue
+        key, _, value = part.partition(b"=")
+        out.append(
+            (unquote_to_bytes(key.replace(b"+", b" ")), unquote_to_bytes(value.replace(b"+", b" ")))
+        )
+    return out
+
+
 @dataclass
 class Request:
     """One HTTP request as the transports see it."""
@@ -102,7 +116,7 @@ class Request:
             receive=receive,
             method=scope.get("method", "GET"),
             dispatchparts=dispatchparts,
-            query=parse_qsl(scope.get("query_string", b""), keep_blank_values=True),
+            query=parse_query(scope.get("query_string", b"")),
             headers=headers,
             scheme=scope.get("scheme", "http"),
             client=str(client[0]),

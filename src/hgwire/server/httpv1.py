@@ -19,7 +19,6 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
-from urllib.parse import parse_qsl
 
 import anyio.to_thread
 import zstandard
@@ -38,7 +37,14 @@ from hgwire.commands.registry import (
 from hgwire.errors import HgwireError
 from hgwire.repo.localrepo import Repository
 from hgwire.server import auth
-from hgwire.server.asgi import Request, Response, Send, send_response, start_response
+from hgwire.server.asgi import (
+    Request,
+    Response,
+    Send,
+    parse_query,
+    send_response,
+    start_response,
+)
 from hgwire.server.config import ServedRepo
 from hgwire.wire import cbor
 
@@ -76,7 +82,7 @@ def merge_args(query: list[tuple[bytes, bytes]], encoded: bytes) -> dict[bytes, 
     for k, v in query:
         args.setdefault(k, []).append(v)
     extra: dict[bytes, list[bytes]] = {}
-    for k, v in parse_qsl(encoded, keep_blank_values=True):
+    for k, v in parse_query(encoded):
         extra.setdefault(k, []).append(v)
     args.update(extra)
     return args
