@@ -329,9 +329,11 @@ def serve_stdio(
     fout: BinaryIO | None = None,
     ferr: BinaryIO | None = None,
     overrides: list[str] | None = None,
+    config_files: list[str] | None = None,
 ) -> int:
     """Serve the repository at ``path`` on stdio (what ``hg -R path serve --stdio``
-    does); the configuration comes from its ``.hg/hgrc`` plus ``overrides``."""
+    does); the configuration comes from ``config_files``, its ``.hg/hgrc``, then
+    ``overrides`` (``section.name=value``)."""
     from pathlib import Path
 
     from hgwire.errors import RepositoryError
@@ -348,7 +350,8 @@ def serve_stdio(
         ferr.flush()
         return 255
     try:
-        settings = SettingsLoader(Path(repo.root), (), overrides or []).get()
+        files = [Path(f) for f in config_files or []]
+        settings = SettingsLoader(Path(repo.root), files, overrides or []).get()
     except ConfigError as exc:
         ferr.write(b"abort: %s\n" % str(exc).encode("utf-8", "replace"))
         ferr.flush()
@@ -360,7 +363,9 @@ def serve_stdio(
     return server.serve()
 
 
-def main_stdio(path: str, overrides: list[str] | None = None) -> int:
+def main_stdio(
+    path: str, overrides: list[str] | None = None, config_files: list[str] | None = None
+) -> int:
     """Entry point for a process: protects stdout (the protocol channel) from stray
     prints by pointing ``sys.stdout`` at stderr, then serves."""
     import io
@@ -371,7 +376,7 @@ def main_stdio(path: str, overrides: list[str] | None = None) -> int:
     sys.stdout = sys.stderr
     fin = os.fdopen(os.dup(sys.stdin.fileno()), "rb", buffering=io.DEFAULT_BUFFER_SIZE)
     try:
-        return serve_stdio(path, fin, fout, sys.stderr.buffer, overrides)
+        return serve_stdio(path, fin, fout, sys.stderr.buffer, overrides, config_files)
     finally:
         fout.close()
         fin.close()
