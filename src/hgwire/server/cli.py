@@ -56,6 +56,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--certfile", help="TLS certificate (serve https)")
     p.add_argument("--keyfile", help="TLS private key")
     p.add_argument("--quiet", action="store_true", help="no access log")
+    p.add_argument(
+        "--stdio",
+        action="store_true",
+        help="serve REPO over stdin/stdout (the SSH transport: ssh host hgwire serve --stdio REPO)",
+    )
     p.set_defaults(func=_serve)
 
     pw = subparsers.add_parser(
@@ -142,6 +147,12 @@ def app_from_env() -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.stdio:
+        from hgwire.server.sshserver import main_stdio
+
+        if not args.repo or args.root:
+            raise HgwireError("serve --stdio needs exactly one REPO")
+        return main_stdio(args.repo, args.config, args.config_file)
     import uvicorn
 
     from hgwire.server import demo
