@@ -182,10 +182,11 @@ def _serve(args: argparse.Namespace) -> int:
     out.write(f"listening at {url}\n")
     if not args.root:
         out.write(
-            "clone it with:\n"
+            "clone it with (any Mercurial):\n"
             f"  hg clone {url} demo\n"
+            "or over the frame protocol (Mercurial 6.0):\n"
             "  hg clone --config experimental.httppeer.advertise-v2=true "
-            f"{url} demo-v2   (Mercurial 6.0, frame protocol)\n"
+            f"{url} demo-v2\n"
         )
     out.flush()
     common: dict[str, Any] = {
@@ -267,7 +268,14 @@ def _debugwireproto(args: argparse.Namespace) -> int:
 
     from hgwire.server.httpv2 import FRAMINGTYPE
     from hgwire.wire import cbor, streams
-    from hgwire.wire.frames import MAX_PAYLOAD_LENGTH, Frame, FrameReader, FrameType, StreamFlag
+    from hgwire.wire.frames import (
+        MAX_PAYLOAD_LENGTH,
+        CommandResponseFlag,
+        Frame,
+        FrameReader,
+        FrameType,
+        StreamFlag,
+    )
     from hgwire.wire.human import format_human_frame, parse_human_frame
 
     frames = []
@@ -285,6 +293,7 @@ def _debugwireproto(args: argparse.Namespace) -> int:
         out.write(f"sending: {format_human_frame(f)}\n")
     headers = {"Accept": FRAMINGTYPE, "Content-Type": FRAMINGTYPE}
     inputs: dict[int, streams.InputStream] = {}
+    data: dict[int, bytearray] = {}
     with (
         httpx.Client(timeout=None) as client,
         client.stream("POST", url, content=body, headers=headers) as rsp,
@@ -320,6 +329,12 @@ def _debugwireproto(args: argparse.Namespace) -> int:
                             decoded,
                         )
                 out.write(f"received: {format_human_frame(shown)}\n")
+                if not args.raw and frame.type_id == FrameType.COMMAND_RESPONSE:
+                    rid = frame.request_id
+                    data.setdefault(rid, bytearray()).extend(shown.payload)
+                    if frame.flags & CommandResponseFlag.EOS:
+                        values = cbor.Decoder().feed(bytes(data.pop(rid)))
+                        out.write(f"response {rid}: {values!r}\n")
         reader.eof()
     out.flush()
     return 0

@@ -1,0 +1,150 @@
+"""``hgwire serve`` (demo repository, ``--root``, ``--passwords``), ``hgwire passwd``,
+``hgwire debugwireproto`` and the server configuration parser."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hgwire.server import auth, demo
+from hgwire.server.app import HgwireApp, ServerOptions, find_repositories
+from hgwire.server.config import ConfigError, parse_hgrc, parse_list, settings_from_items
+from tests.conftest import HgRunner
+from tests.repo import hgrepos
+from tests.server.conftest import ROOT, call, stand_in_registry
+
+V2 = ("--config", "experimental.httppeer.advertise-v2=true")
+
+
+def hgwire(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> Any:
+    import os
+
+    full = dict(os.environ)
+    full.update(env or {})
+    return subprocess.run([sys.executable, "-m", "hgwire", *args], capture_output=True,
+                          env=full, input=stdin, cwd=ROOT, check=False)  # fmt: skip
+
+
+@pytest.mark.interop
+def test_demo_served_and_cloned(
+    hg60: HgRunner, hg72: HgRunner, server_factory: Callable[..., Any], tmp_path: Path
+) -> None:
+    env = {"HGWIRE_CACHE": str(tmp_path / "cache")}
+    with server_factory(env=env) as server:
+        out = server.output()
+        assert "hgwire demo repository" in out
+        assert f"hg clone {server.url} demo" in out
+        assert f"hg clone --config experimental.httppeer.advertise-v2=true {server.url}" in out
+        hg60("clone", "-U", *V2, server.url, tmp_path / "v2")
+        hg72("clone", "-U", server.url, tmp_path / "v1")
+        frames = hgwire(
+            "debugwireproto",
+            server.url,
+            "1 1 stream-begin sender-protocol-settings eos cbor:{b'contentencodings': [b'zlib']}",
+            "1 1 0 command-request new cbor:{b'name': b'heads'}",
+        )
+    source = demo.demo_path().__class__(tmp_path / "cache" / "demo")
+    for clone, hg in ((tmp_path / "v2", hg60), (tmp_path / "v1", hg72)):
+        assert hg("verify", cwd=clone).returncode == 0
+        log = hg("log", "-T", "{node} {branch} {bookmarks} {tags}\n", cwd=clone).stdout
+        assert log == hg("log", "-T", "{node} {branch} {bookmarks} {tags}\n", cwd=source).stdout
+        assert b" stable " in log and b" main " in log and b"v1.0" in log
+        assert hg("log", "-r", "merge()", "-T", "x", cwd=clone).stdout == b"x"
+    assert frames.returncode == 0, frames.stderr
+    text = frames.stdout.decode()
+    assert "HTTP/1.1 200 OK" in text
+    assert "received: 1 2 stream-begin stream-settings eos cbor:b'zlib'" in text
+    # the decoded status map and the heads (tip of the demo)
+    tip = hg72("log", "-r", "tip", "-T", "{node}", cwd=tmp_path / "v1").stdout.decode()
+    assert f"response 1: [{{b'status': b'ok'}}, [{bytes.fromhex(tip)!r}]]" in text
+
+
+def test_demo_repository_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HGWIRE_CACHE", str(tmp_path))
+    first = demo.ensure_demo_repo()
+    stamp = (first / ".hg" / "hgwire-demo-version").stat().st_mtime_ns
+    assert demo.ensure_demo_repo() == first  # built once
+    assert (first / ".hg" / "hgwire-demo-version").stat().st_mtime_ns == stamp
+    from hgwire.repo.localrepo import Repository
+
+    repo = Repository.open(first)
+    assert len(repo) == 8
+
+
+@pytest.mark.interop
+def test_root_serves_every_repository(
+    hg72: HgRunner,
+    public_repo: Path,
+    full_repo72: hgrepos.GeneratedRepo,
+    server_factory: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    hgrepos.copy_repo(public_repo, root / "public")
+    hgrepos.copy_repo(full_repo72.path, root / "group" / "full")
+    assert set(find_repositories(root)) == {"public", "group/full"}
+    with server_factory("--root", str(root)) as server:
+        hg72("clone", "-U", server.url + "group/full", tmp_path / "c1")
+        hg72("clone", "-U", server.url + "public", tmp_path / "c2")
+        missing = hg72("clone", "-U", server.url + "nothere", tmp_path / "c3", check=False)
+    assert missing.returncode != 0
+    tips = [hg72("log", "-r", "tip", "-T", "{node}", cwd=p).stdout for p in
+            (tmp_path / "c2", public_repo)]  # fmt: skip
+    assert tips[0] == tips[1]
+
+
+@pytest.mark.interop
+def test_passwords_end_to_end(
+    hg72: HgRunner, public_repo: Path, server_factory: Callable[..., Any], tmp_path: Path
+) -> None:
+    pw = tmp_path / "users"
+    done = hgwire("passwd", str(pw), "alice", "--password-stdin", stdin=b"s3cret\n")
+    assert done.returncode == 0, done.stderr
+    assert list(auth.read_entries(pw)) == ["alice"]
+    assert "s3cret" not in pw.read_text()
+    args = ("--passwords", str(pw), "--config", "web.allow_read=alice")
+    with server_factory(str(public_repo), *args) as server:
+        anon = hg72("clone", "-U", server.url, tmp_path / "anon", check=False,
+                    extra=["--config", "ui.interactive=false"])  # fmt: skip
+        url = server.url.replace("http://", "http://alice:s3cret@")
+        hg72("clone", "-U", url, tmp_path / "alice")
+        wrong = hg72("clone", "-U", server.url.replace("http://", "http://alice:nope@"),
+                     tmp_path / "wrong", check=False)  # fmt: skip
+    assert anon.returncode != 0 and b"authorization" in anon.stderr + anon.stdout
+    assert wrong.returncode != 0
+    assert hg72("verify", cwd=tmp_path / "alice").returncode == 0
+
+
+def test_index_page(public_repo: Path) -> None:
+    app = HgwireApp(ServerOptions(repo=public_repo), stand_in_registry())
+    page = call(app, "GET", "/", [("Host", "example.test:8000")])
+    assert page.status == 200 and b"hg clone http://example.test:8000/" in page.body
+
+
+def test_hgrc_parsing(tmp_path: Path) -> None:
+    inc = tmp_path / "inc.rc"
+    inc.write_text("[web]\ndeny_push = mallory\n")
+    rc = tmp_path / "hgrc"
+    rc.write_text(
+        "# comment\n[web]\nallow-push = alice,\n  bob carol\npush_ssl = No\n"
+        "%include inc.rc\n[phases]\npublish = false\n[server]\ncompressionengines = zlib\n"
+        "zliblevel = 5\n[experimental]\nweb.api.http-v2 = off\nhttppostargs = yes\n"
+    )
+    s = settings_from_items(parse_hgrc(rc))
+    assert s.access.allow_push == ["alice", "bob", "carol"]
+    assert s.access.deny_push == ["mallory"] and s.access.push_ssl is False
+    assert s.config.publishing is False and s.config.compressionengines == (b"zlib",)
+    assert s.config.zliblevel == 5 and s.config.api_http_v2 is False
+    assert s.config.httppostargs is True and s.config.apiserver is True
+    assert parse_list('"a b", c') == ["a b", "c"]
+    bad = tmp_path / "bad"
+    bad.write_text("[web]\n= nothing\n")
+    with pytest.raises(ConfigError):
+        parse_hgrc(bad)
+    with pytest.raises(ConfigError):
+        settings_from_items({("web", "push_ssl"): "maybe"})
