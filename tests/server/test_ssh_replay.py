@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,17 @@ def served(public_repo: Path, tmp_path: Path) -> Path:
     return hgrepos.copy_repo(public_repo, tmp_path / "repo")
 
 
+LAUNCHERS: dict[str, Callable[[Path], list[str]]] = {
+    "hgwire-hg": lambda repo: [str(SHIM), "-R", str(repo), "serve", "--stdio"],
+    "hgwire-serve": lambda repo: [str(HGWIRE), "serve", "--stdio", str(repo)],
+}
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
 @pytest.mark.parametrize("case", DATA["cases"], ids=[c["name"] for c in DATA["cases"]])
-def test_session_replay(served: Path, case: dict[str, Any]) -> None:
+def test_session_replay(served: Path, case: dict[str, Any], launcher: str) -> None:
     (served / ".hg" / "hgrc").write_text(DATA["server_configs"][case["server_config"]])
-    proc = _run(
-        [str(SHIM), "-R", str(served), "serve", "--stdio"], bytes.fromhex(case["stdin_hex"])
-    )
+    proc = _run(LAUNCHERS[launcher](served), bytes.fromhex(case["stdin_hex"]))
     assert proc.stdout == bytes.fromhex(case["stdout_hex"])
     assert proc.stderr == bytes.fromhex(case["stderr_hex"])
     assert proc.returncode == case["exit_code"]
