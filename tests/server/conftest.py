@@ -221,6 +221,13 @@ class ServerProcess:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def peak_rss_mb(self) -> float:
+        """The server process's peak resident memory (Linux ``VmHWM``)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmHWM in /proc status")
+
 
 @contextlib.contextmanager
 def run_server(

@@ -175,6 +175,8 @@ def test_clone_corpus_10k(
     assert _lines(hg60("log", "-r", "removes('**')", "-l", "1", "-T", "{node}", cwd=corpus10k))
     with server_factory(str(corpus10k), *SERVE_ARGS) as server:
         clone_v2(hg60, server, tmp_path / "clone", "zstd-8mb")
+        # Responses stream: the server's memory stays bounded (target < 200 MB).
+        assert server.peak_rss_mb() < 200
     clone = tmp_path / "clone"
     verify(hg60, clone)
     for template in ("{node} {phase} {p1node} {p2node}\n", "{bookmarks} {tags}\n"):

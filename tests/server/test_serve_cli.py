@@ -148,3 +148,18 @@ def test_hgrc_parsing(tmp_path: Path) -> None:
         parse_hgrc(bad)
     with pytest.raises(ConfigError):
         settings_from_items({("web", "push_ssl"): "maybe"})
+
+
+def test_root_routing_in_process(public_repo: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    hgrepos.copy_repo(public_repo, root / "a" / "b")
+    app = HgwireApp(ServerOptions(root=root), stand_in_registry())
+    listing = call(app, "GET", "/", [("Host", "h")])
+    assert listing.status == 200 and b"http://h/a/b" in listing.body
+    assert call(app, "GET", "/a/b?cmd=capabilities").status == 200
+    assert call(app, "GET", "/a?cmd=capabilities").status == 404
+    sub = call(app, "GET", "/a/b/c?cmd=capabilities")
+    assert sub.status == 404 and sub.body == b"0\nNot Found\n"
+    hgrepos.copy_repo(public_repo, root / "late")  # found by a rescan (throttled)
+    app._last_scan = 0.0
+    assert call(app, "GET", "/late?cmd=capabilities").status == 200

@@ -192,6 +192,8 @@ class HgwireApp:
     ) -> tuple[int, int]:
         request.auth_enabled = self.passwords is not None
         if routed is None:
+            if self.options.root is not None and not request.path_parts():
+                return await self._respond(send, self._listing(request))
             return await self._respond(send, text(404, "Not Found\n"))
         served, parts = routed
         refused = await self._authenticate(request)
@@ -238,6 +240,13 @@ class HgwireApp:
         if self.options.root is not None:
             lines += ["", "Repositories served here:"]
             lines += [f"  {request.scheme}://{host}/{n}" for n in sorted(self._repos)]
+        return text(200, "\n".join(lines) + "\n")
+
+    def _listing(self, request: Request) -> Response:
+        """``--root`` without a repository at ``/``: the repositories served."""
+        host = request.headers.get("host", "localhost")
+        lines = ["hgwire: repositories served here:", ""]
+        lines += [f"  {request.scheme}://{host}/{n}" for n in sorted(self._repos)]
         return text(200, "\n".join(lines) + "\n")
 
     def _log(self, request: Request, status: int, sent: int, elapsed: float) -> None:

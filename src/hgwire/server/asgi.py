@@ -122,6 +122,10 @@ class Request:
             client=str(client[0]),
         )
 
+    def path_parts(self) -> list[str]:
+        """The non-empty segments of the request path."""
+        return [p for p in str(self.scope.get("path", "/")).split("/") if p]
+
     def qs(self, name: bytes) -> bytes | None:
         """The first value of query parameter ``name``."""
         for k, v in self.query:
