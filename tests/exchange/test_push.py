@@ -236,3 +236,19 @@ def test_bundle1_push(setup: Setup) -> None:
     setup.hg("-R", setup.path, "verify", "-q")
     phases = setup.hg("-R", setup.path, "log", "-T", "{phase}\n").stdout.split()
     assert set(phases) == {b"public"}
+
+
+@pytest.mark.interop
+def test_legacy_pushkey_command(setup: Setup) -> None:
+    repo = Repository.open(setup.path)
+    node7 = setup.server_heads[0].hex().encode()
+    assert bundle2.pushkey(repo, b"bookmarks", b"legacy", b"", node7)
+    assert not bundle2.pushkey(repo, b"bookmarks", b"legacy", b"", node7)  # not absent now
+    assert bundle2.pushkey(repo, b"bookmarks", b"legacy", node7, b"")  # delete
+    assert not bundle2.pushkey(repo, b"unknown-namespace", b"k", b"", b"v")
+    # phases: r7 is public on the server; asking public -> public is a no-op success
+    assert bundle2.pushkey(repo, b"phases", node7, b"0", b"0")
+    assert not bundle2.pushkey(repo, b"phases", node7, b"1", b"2")
+    setup.hg("-R", setup.path, "verify", "-q")
+    books = setup.hg("-R", setup.path, "bookmarks", "-T", "{bookmark}\n").stdout.split()
+    assert b"legacy" not in books

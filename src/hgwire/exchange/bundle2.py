@@ -1408,33 +1408,55 @@ def _handle_bookmarks(op: _PushOp, part: UnbundlePart) -> None:
     marks.write(op.tr)
 
 
-def _handle_pushkey(op: _PushOp, part: UnbundlePart) -> None:
+def _pushkey_in(repo: Any, tr: Any, ns: bytes, key: bytes, old: bytes, new: bytes) -> bool:
+    """Apply one pushkey update inside ``tr``; False when refused (as Mercurial's)."""
     from hgwire.repo import phases as phasemod
     from hgwire.repo.bookmarks import Bookmarks
 
-    ns = part.param(b"namespace")
-    key, old, new = part.param(b"key"), part.param(b"old"), part.param(b"new")
-    ok = False
     if ns == b"bookmarks":
-        marks = Bookmarks(op.repo)
+        marks = Bookmarks(repo)
         ok = marks.pushkey(key, old, new)
         if ok:
-            marks.write(op.tr)
-    elif ns == b"phases":
+            marks.write(tr)
+        return ok
+    if ns == b"phases":
         try:
-            rev = op.repo.changelog.rev(bytes.fromhex(key.decode("ascii")))
+            rev = repo.changelog.rev(bytes.fromhex(key.decode("ascii")))
             oldp, newp = abs(int(old)), abs(int(new))
         except (HgwireError, ValueError, UnicodeDecodeError):
-            rev = -1
-        if rev >= 0:
-            pc = phasemod.PhaseCache.load(op.repo)
-            cur = pc.phase(rev)
-            if cur == oldp and newp < oldp:
-                pc.advance_boundary(newp, [rev])
-                pc.write(op.tr, op.repo.svfs)
-                ok = True
-            else:
-                ok = cur == newp
+            return False
+        pc = phasemod.PhaseCache.load(repo)
+        cur = pc.phase(rev)
+        if cur == oldp and newp < oldp:
+            pc.advance_boundary(newp, [rev])
+            pc.write(tr, repo.svfs)
+            return True
+        return bool(cur == newp)  # raced, but the result is what was asked
+    return False
+
+
+def pushkey(repo: Any, namespace: bytes, key: bytes, old: bytes, new: bytes) -> bool:
+    """The legacy ``pushkey`` wire command: move a bookmark (``old``/``new`` hex, empty
+    for absent) or a phase (``key`` hex node, ``old``/``new`` phase numbers) under the
+    locks, in its own transaction. Returns whether it was applied."""
+    from hgwire.repo.bookmarks import BOOKMARKS_IN_STORE
+
+    locks = []
+    try:
+        if BOOKMARKS_IN_STORE not in repo.requirements:
+            locks.append(repo.wlock())
+        locks.append(repo.lock())
+        with repo.transaction(b"pushkey") as tr:
+            return _pushkey_in(repo, tr, namespace, key, old, new)
+    finally:
+        for lk in reversed(locks):
+            lk.release()
+
+
+def _handle_pushkey(op: _PushOp, part: UnbundlePart) -> None:
+    ns = part.param(b"namespace")
+    key, old, new = part.param(b"key"), part.param(b"old"), part.param(b"new")
+    ok = _pushkey_in(op.repo, op.tr, ns, key, old, new)
     if op.reply is not None:
         op.reply.newpart(
             b"reply:pushkey",
