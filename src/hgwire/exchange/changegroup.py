@@ -53,20 +53,27 @@ class Readable(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
 
 
+_READ_PIECE = 1 << 20
+
+
 def readexactly(fh: Readable, n: int) -> bytes:
-    """Exactly ``n`` bytes from ``fh``, or :class:`BundleError` if the stream ends first."""
-    data = fh.read(n)
-    if len(data) < n:
-        parts = [data]
-        got = len(data)
-        while got < n:
-            more = fh.read(n - got)
-            if not more:
-                raise BundleError(f"stream ended unexpectedly (got {got} bytes, expected {n})")
-            parts.append(more)
-            got += len(more)
-        data = b"".join(parts)
-    return data
+    """Exactly ``n`` bytes from ``fh``, or :class:`BundleError` if the stream ends first.
+
+    Large reads go in 1 MiB pieces, so a bogus length claimed by a truncated stream does
+    not allocate its full size up front.
+    """
+    data = fh.read(min(n, _READ_PIECE))
+    if len(data) == n:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < n:
+        more = fh.read(min(n - got, _READ_PIECE))
+        if not more:
+            raise BundleError(f"stream ended unexpectedly (got {got} bytes, expected {n})")
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
 
 
 # ---------------------------------------------------------------------------------------
