@@ -78,6 +78,19 @@ def call(
     body_pieces: int = 1,
 ) -> Result:
     """Run one request through the ASGI app (the body delivered in ``body_pieces``)."""
+    return asyncio.run(acall(app, method, target, headers, body, scheme, body_pieces))
+
+
+async def acall(
+    app: HgwireApp,
+    method: str,
+    target: str,
+    headers: Sequence[tuple[str, str]] = (),
+    body: bytes = b"",
+    scheme: str = "http",
+    body_pieces: int = 1,
+) -> Result:
+    """:func:`call` inside a running event loop (for concurrent requests)."""
     path, _, query = target.partition("?")
     scope = {
         "type": "http",
@@ -115,7 +128,7 @@ def call(
         elif message["type"] == "http.response.body" and message.get("body"):
             out["chunks"].append(bytes(message["body"]))
 
-    asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+    await app(scope, receive, send)  # type: ignore[arg-type]
     return Result(out["status"], out["reason"], out["headers"], out["chunks"])
 
 

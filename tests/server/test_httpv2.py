@@ -4,7 +4,9 @@ answered in the order they became complete (spec §3.7, §5.6)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,14 @@ from hgwire.server.app import HgwireApp, ServerOptions
 from hgwire.wire import cbor
 from hgwire.wire.frames import Frame, FrameType
 from hgwire.wire.human import parse_human_frame
-from tests.server.conftest import VECTOR_CONFIGS, call, decode_frames, stand_in_registry, v2_headers
+from tests.server.conftest import (
+    VECTOR_CONFIGS,
+    acall,
+    call,
+    decode_frames,
+    stand_in_registry,
+    v2_headers,
+)
 
 
 def settings(*encodings: bytes) -> str:
@@ -58,6 +67,21 @@ def _empty(ctx: CommandContext) -> Iterator[Any]:
     return iter(())
 
 
+RELEASE = threading.Event()
+STARTED = threading.Event()
+
+
+def _wait(ctx: CommandContext) -> Iterator[Any]:
+    """Blocks (in its worker thread) until another request's command releases it."""
+    STARTED.set()
+    yield RELEASE.wait(timeout=60)
+
+
+def _release(ctx: CommandContext) -> Iterator[Any]:
+    RELEASE.set()
+    yield True
+
+
 @pytest.fixture(scope="module")
 def app(public_repo: Path) -> HgwireApp:
     base = stand_in_registry()
@@ -66,6 +90,8 @@ def app(public_repo: Path) -> HgwireApp:
     reg.v2[b"abortive"] = V2Command(b"abortive", _abort, {}, "pull")
     reg.v2[b"cmderror"] = V2Command(b"cmderror", _cmderror, {b"x": Arg("int")}, "pull")
     reg.v2[b"empty"] = V2Command(b"empty", _empty, {}, "pull")
+    reg.v2[b"wait"] = V2Command(b"wait", _wait, {}, "pull")
+    reg.v2[b"release"] = V2Command(b"release", _release, {}, "pull")
     overrides = [*VECTOR_CONFIGS["default"], "experimental.web.api.debugreflect=true"]
     return HgwireApp(ServerOptions(repo=public_repo, overrides=overrides), reg)
 
@@ -137,3 +163,24 @@ def test_debugreflect(app: HgwireApp) -> None:
     assert lines[0].startswith("received: 8 2 1 ")
     assert '"runcommand"' in got.body.decode()
     assert "received: <no frame>" in lines
+
+
+def test_slow_command_does_not_stall_others(app: HgwireApp) -> None:
+    """A command blocked in its worker thread leaves the event loop free: a second
+    request is served meanwhile and unblocks the first (it would deadlock otherwise)."""
+    RELEASE.clear()
+    STARTED.clear()
+
+    async def both() -> list[Any]:
+        slow = asyncio.create_task(
+            acall(app, "POST", "/api/exp-http-v2-0003/ro/wait", v2_headers(),
+                  body(settings(b"identity"), req(1, "wait")))
+        )  # fmt: skip
+        assert await asyncio.to_thread(STARTED.wait, 60)  # the slow command is running
+        fast = await acall(app, "POST", "/api/exp-http-v2-0003/ro/release", v2_headers(),
+                           body(settings(b"identity"), req(1, "release")))  # fmt: skip
+        return [await slow, fast]
+
+    slow, fast = asyncio.run(both())
+    assert decode_frames(fast.body)[1][1].objects == [{b"status": b"ok"}, True]
+    assert decode_frames(slow.body)[1][1].objects == [{b"status": b"ok"}, True]
