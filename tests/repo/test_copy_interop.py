@@ -138,3 +138,17 @@ def test_copy_through_hgwire_writer(
         hg("verify", cwd=root)
     n = len(Repository.open(root).changelog)
     assert n == len(src.changelog) + 2
+
+
+@pytest.mark.parametrize("mode", ["fulltext", "delta"])
+def test_copy_public_vector_repository(
+    tmp_path: Path, public_repo: Path, mode: str, hg60: HgRunner, hg72: HgRunner
+) -> None:
+    """The shared vector repository (zlib, no share-safe), copied keeping its format."""
+    src = Repository.open(public_repo)
+    dst = Repository.create(tmp_path / "copy", requirements=src.requirements)
+    assert dst.requirements == src.requirements
+    copy_history(src, dst, mode)
+    for name, hg in (("6.0", hg60), ("7.2.4", hg72)):
+        hg("verify", cwd=dst.root)
+        assert _hg_views(hg, dst.root) == _source_views(hg, name, public_repo)

@@ -49,6 +49,18 @@ def test_create_and_open(tmp_path: Path) -> None:
         Repository.create(tmp_path / "x", format="5.0")
 
 
+def test_create_with_explicit_requirements(tmp_path: Path) -> None:
+    reqs = {b"revlogv1", b"store", b"fncache", b"dotencode", b"generaldelta"}
+    repo = Repository.create(tmp_path / "r", requirements=reqs)
+    assert repo.requirements == reqs
+    assert (
+        repo.path / "requires"
+    ).read_bytes() == b"dotencode\nfncache\ngeneraldelta\nrevlogv1\nstore\n"
+    with pytest.raises(RepositoryError, match="treemanifest"):
+        Repository.create(tmp_path / "t", requirements=reqs | {b"treemanifest"})
+    assert not (tmp_path / "t").exists()  # refused before anything was written
+
+
 def test_open_missing(tmp_path: Path) -> None:
     with pytest.raises(RepositoryError, match="not found"):
         Repository.open(tmp_path)

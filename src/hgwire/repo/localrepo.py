@@ -13,7 +13,7 @@ import os
 import shutil
 import struct
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,9 +109,23 @@ class Repository:
         return repo
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str], *, format: str = "7.2") -> Repository:
-        """Create a repository as ``hg init`` of Mercurial ``format`` does (spec §1.3)."""
-        reqs = reqmod.for_format("7.2" if format == "7.2.4" else format)
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        format: str = "7.2",
+        requirements: Iterable[bytes] | None = None,
+    ) -> Repository:
+        """Create a repository as ``hg init`` of Mercurial ``format`` does (spec §1.3).
+
+        ``requirements`` replaces the format's set (e.g. a clone keeping its source's
+        format); it must be one hgwire supports.
+        """
+        if requirements is not None:
+            reqs = frozenset(requirements)
+            reqmod.check(reqs)
+        else:
+            reqs = reqmod.for_format("7.2" if format == "7.2.4" else format)
         root = Path(path).absolute()
         hgdir = root / ".hg"
         if hgdir.exists():
