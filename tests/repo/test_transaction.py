@@ -306,3 +306,23 @@ def test_forgotten_transaction_is_aborted_when_dropped(repo: Repository) -> None
     assert _store(repo) == before
     assert not repo.svfs.exists("journal")
     assert not (repo.path / "store" / "lock").is_symlink()
+
+
+def test_pending_callbacks_run_once_and_tmp_files_go(repo: Repository) -> None:
+    """``writepending`` (spec §7.3): e.g. ``00changelog.i.a`` for hooks, a registered
+    temporary removed at the end either way."""
+    calls: list[str] = []
+
+    def pending(tr: trmod.Transaction) -> bool:
+        tr.registertmp("00changelog.i.a")
+        repo.svfs.atomic_write("00changelog.i.a", b"pending view")
+        calls.append("pending")
+        return True
+
+    with repo.transaction(b"x") as tr:
+        tr.addpending(b"cl", pending)
+        assert tr.writepending() is True
+        assert tr.writepending() is True  # nothing new, but pending data exists
+        assert calls == ["pending"]
+        assert repo.svfs.exists("00changelog.i.a")
+    assert not repo.svfs.exists("00changelog.i.a")
