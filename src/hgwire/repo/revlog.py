@@ -5,11 +5,14 @@ interleaved in the index ("inline") or in ``<radix>.d``. Each chunk is a full te
 delta against an earlier revision (§2.6), compressed per §2.4.
 
 Reading keeps the index as one ``bytearray`` of entries (the revlog header in entry 0 is
-zeroed) and unpacks entries on demand; bulk columns (parents, linkrevs, nodes) are cut
-out of it with strided slices at C speed, so a million-revision index costs about its own
-size in memory. The node→rev map is built lazily. Delta chains are folded by
-:func:`hgwire.repo.mdiff.patches` (linear in the output), with a one-entry revision
-cache so sequential reads apply one delta each.
+zeroed) and unpacks entries on demand; bulk columns (parents, linkrevs...) are converted
+blockwise with ``array`` strided slices at C speed, so a million-revision index costs about
+its own size in memory. Node lookups scan the index at C speed until enough of them justify
+building the node→rev dict. Delta chains are resolved by
+:func:`hgwire.repo.mdiff.patches` (folded, or applied one by one when a cost model says
+memcpy is cheaper), starting from the nearest of a few cached verified texts, so sequential
+reads apply one delta each. Every damaged-input path raises ``RepositoryError`` naming the
+file and offset.
 
 Writing follows §3: full text when the revlog stores no deltas (the changelog), else the
 best delta among the cached (received) delta base, the parents, then (sparse revlogs)
