@@ -9,6 +9,7 @@ from :mod:`hgwire.exchange`. Run as a script, this module *is* that server.
 from __future__ import annotations
 
 import io
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -59,7 +60,8 @@ class _Server:
         self.fin, self.fout, self.ferr = fin, fout, ferr
 
     def caps(self) -> bytes:
-        blob = bundle2.urlquote(bundle2.encodecaps(bundle2.server_capabilities()))
+        stream2 = not os.environ.get("HGWIRE_TEST_NO_STREAM2")
+        blob = bundle2.urlquote(bundle2.encodecaps(bundle2.server_capabilities(stream2)))
         caps = [b"batch", b"branchmap", b"bundle2=" + blob, b"getbundle", b"known", b"lookup",
                 b"pushkey", b"unbundle=HG10GZ,HG10BZ,HG10UN", b"unbundlehash"]  # fmt: skip
         caps.append(streamclone.stream_capability(self.repo.requirements))
@@ -157,6 +159,8 @@ class _Server:
             elif cmd == b"unbundle":
                 self.unbundle(args)
             elif cmd == b"stream_out":
+                self.ferr.write(b"serving stream_out\n")
+                self.ferr.flush()
                 for chunk in streamclone.generate_v1(self.repo):
                     self.fout.write(chunk)
                 self.fout.flush()
@@ -255,14 +259,25 @@ def test_real_client_clones_and_pulls(
 
 
 @pytest.mark.interop
+@pytest.mark.parametrize("stream2", [True, False], ids=["v2", "v1"])
 def test_real_client_stream_clone(
-    hg72: HgRunner, nosecret_repo72: hgrepos.GeneratedRepo, tmp_path: Path
+    hg72: HgRunner,
+    nosecret_repo72: hgrepos.GeneratedRepo,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    stream2: bool,
 ) -> None:
+    """``hg clone --stream``: bundle2 ``stream2`` part, or ``stream_out`` (v1) when the
+    server does not offer ``stream=v2``."""
+    if not stream2:
+        monkeypatch.setenv("HGWIRE_TEST_NO_STREAM2", "1")
     server = tmp_path / "server"
     hgrepos.copy_repo(nosecret_repo72.path, server)
     dest = tmp_path / "clone"
-    out = hg72("clone", "-U", "--stream", url(server), dest, extra=_ssh(hg72)).stdout
+    proc = hg72("clone", "-U", "--stream", url(server), dest, extra=_ssh(hg72))
+    out = proc.stdout + proc.stderr
     assert b"streaming all changes" in out
+    assert (b"remote: serving stream_out" in out) == (not stream2)
     hg72("-R", dest, "verify", "-q")
     assert hg72("-R", dest, "log", "-T", "{node}\n").stdout == (
         hg72("-R", server, "log", "-T", "{node}\n").stdout
