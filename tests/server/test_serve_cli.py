@@ -16,7 +16,7 @@ from hgwire.server.app import HgwireApp, ServerOptions, find_repositories
 from hgwire.server.config import ConfigError, parse_hgrc, parse_list, settings_from_items
 from tests.conftest import HgRunner
 from tests.repo import hgrepos
-from tests.server.conftest import ROOT, call, stand_in_registry
+from tests.server.conftest import ROOT, call, stand_in_registry, v2_headers
 
 V2 = ("--config", "experimental.httppeer.advertise-v2=true")
 
@@ -163,3 +163,18 @@ def test_root_routing_in_process(public_repo: Path, tmp_path: Path) -> None:
     hgrepos.copy_repo(public_repo, root / "late")  # found by a rescan (throttled)
     app._last_scan = 0.0
     assert call(app, "GET", "/late?cmd=capabilities").status == 200
+
+
+def test_missing_repository(public_repo: Path, tmp_path: Path) -> None:
+    proc = hgwire("serve", str(tmp_path / "nothing"), "--port", "1")
+    assert proc.returncode == 255 and b"abort: repository" in proc.stderr
+    copy = hgrepos.copy_repo(public_repo, tmp_path / "gone")
+    app = HgwireApp(ServerOptions(repo=copy), stand_in_registry())
+    assert call(app, "GET", "/?cmd=heads").status == 200
+    import shutil
+
+    shutil.rmtree(copy / ".hg")
+    gone = call(app, "GET", "/?cmd=heads")
+    assert gone.header("content-type") == "application/hg-error" and b"not found" in gone.body
+    api = call(app, "POST", "/api/exp-http-v2-0003/ro/heads", v2_headers(), b"")
+    assert api.status == 500 and b"not found" in api.body

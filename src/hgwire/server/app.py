@@ -23,6 +23,7 @@ import anyio.to_thread
 
 from hgwire.commands.registry import REGISTRY, Registry
 from hgwire.errors import HgwireError
+from hgwire.repo.localrepo import Repository
 from hgwire.server import auth, httpv1, httpv2
 from hgwire.server.asgi import (
     ClientDisconnected,
@@ -94,7 +95,8 @@ class HgwireApp:
         self._repos: dict[str, ServedRepo] = {}
         self._last_scan = 0.0
         if options.repo is not None:
-            self._repos[""] = self._served("", options.repo)
+            root = Repository.open(options.repo, recover=False).root  # fails early
+            self._repos[""] = self._served("", root)
         else:
             self._scan()
 
@@ -200,7 +202,7 @@ class HgwireApp:
         if refused is not None:
             return await self._respond(send, refused)
         cmd = request.qs(b"cmd")
-        status = [200]
+        status = [0]  # set when the response starts
         orig_send = send
 
         async def tracking_send(message: Message) -> None:
@@ -214,12 +216,19 @@ class HgwireApp:
         except HgwireError as exc:
             log.error("configuration of %s: %s", served.root, exc)
             return await self._respond(send, text(500, "server configuration error\n"))
-        if parts and parts[0] == "api" and settings.config.apiserver:
-            sent = await httpv2.handle_api(request, send, served, self.registry)
-            return status[0], sent
-        if cmd is not None:
-            sent = await httpv1.handle(request, send, served, self.registry, cmd)
-            return status[0], sent
+        try:
+            if parts and parts[0] == "api" and settings.config.apiserver:
+                sent = await httpv2.handle_api(request, send, served, self.registry)
+                return status[0], sent
+            if cmd is not None:
+                sent = await httpv1.handle(request, send, served, self.registry, cmd)
+                return status[0], sent
+        except HgwireError as exc:
+            # e.g. the repository vanished or is damaged; answer if nothing was sent yet.
+            log.error("%s %s: %s", request.method, request.scope.get("path"), exc)
+            if status[0] != 0:
+                raise
+            return await self._respond(send, text(500, f"{exc}\n"))
         if parts:
             name = parts[0]
             return await self._respond(send, text(400, f"no such method: {name}\n",
