@@ -221,6 +221,12 @@ def test_stream_clone(hg72: HgRunner, public_repo: Path, tmp_path: Path, ssh: li
     out = hg72("clone", "-U", "--stream", url(server), dest, extra=ssh).stdout
     assert b"streaming all changes" in out
     check_same(hg72, server, dest)
+    # stream-preferred: a plain clone streams too
+    set_hgrc(server, NONPUBLISHING + "[server]\npreferuncompressed = true\n")
+    dest3 = tmp_path / "preferred"
+    out = hg72("clone", "-U", url(server), dest3, extra=ssh).stdout
+    assert b"streaming all changes" in out
+    check_same(hg72, server, dest3)
     # refused when the server disallows it: hg falls back to a regular clone
     set_hgrc(server, "[server]\nuncompressed = false\n")
     dest2 = tmp_path / "nostream"
