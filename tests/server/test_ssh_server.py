@@ -11,6 +11,7 @@ import pytest
 
 from hgwire.commands import common
 from hgwire.commands.context import ServerConfig
+from hgwire.commands.registry import REGISTRY, BytesResponse, Registry
 from hgwire.exchange import bundle2
 from hgwire.repo.localrepo import Repository
 from hgwire.server import hgshim
@@ -172,6 +173,7 @@ def test_failing_commands_are_out_of_band(public_repo: Path) -> None:
         b"lookup\nkey three\ntip",  # not a length
         b"lookup\nkey 30\ntip",  # value cut short by EOF
         b"lookup\n",  # EOF before the argument
+        b"changegroupsubset\nbases 0\nbases 0\n",  # a name twice, another missing
     ],
 )
 def test_malformed_arguments_stop_the_server(public_repo: Path, data: bytes) -> None:
@@ -221,3 +223,22 @@ def test_protocaps_reach_later_commands(public_repo: Path) -> None:
 )
 def test_shim_parse(argv: list[str], path: str | None) -> None:
     assert hgshim.parse(argv) == path
+
+
+def test_internal_error_is_reported_and_session_continues(public_repo: Path) -> None:
+    registry = Registry()
+    registry.v1.update(REGISTRY.v1)
+
+    @registry.v1command(b"boom")
+    def boom(ctx: object, args: object, payload: object) -> BytesResponse:
+        raise RuntimeError("kaput")
+
+    fout, ferr = io.BytesIO(), io.BytesIO()
+    server = SshServer(
+        Repository.open(public_repo), io.BytesIO(b"boom\nheads\n"), fout, ferr,  # type: ignore[arg-type]
+        registry=registry,
+    )  # fmt: skip
+    assert server.serve() == 0
+    assert fout.getvalue() == b"\n" + heads_reply(public_repo)
+    assert b"RuntimeError: kaput" in ferr.getvalue()
+    assert ferr.getvalue().endswith(b"internal error: kaput\n-\n")

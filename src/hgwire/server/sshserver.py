@@ -164,6 +164,9 @@ class SshServer:
                     star[k] = self._readexactly(n)
             else:
                 named[name] = self._readexactly(size)
+        missing = [k for k in keys if k != b"*" and k not in named]
+        if missing:
+            raise _Shutdown(b"missing argument %r" % missing[0])
         out = dict(star)
         out.update(named)
         return out
@@ -212,10 +215,14 @@ class SshServer:
             ctx.session = {}  # accepted but ignored after an upgrade (§6.4)
         try:
             rsp = cmd.func(ctx, args, payload)  # type: ignore[arg-type]
-        except HgwireError as exc:
+        except Exception as exc:
             if payload is not None:
                 self._finish_payload(payload)
-            self.respond_ooberror(str(exc).encode("utf-8", "replace"))
+            message = str(exc).encode("utf-8", "replace")
+            if not isinstance(exc, HgwireError):  # a bug: show where, keep serving
+                self.write_err(traceback.format_exc().encode("utf-8", "replace"))
+                message = b"internal error: " + message
+            self.respond_ooberror(message)
             return
         if payload is not None:
             self._finish_payload(payload)
