@@ -234,3 +234,11 @@ def test_readers_during_a_transaction(tmp_path: Path, hg72: HgRunner) -> None:
         cl.add(mnode, [b"f"], b"two", tr, cl.node(0), nullid, b"t <t@e>", (0, 0))
     assert hg72("log", "-T", "{desc}\n", cwd=repo.root).stdout == b"two\none\n"
     hg72("verify", cwd=repo.root)
+
+
+def test_unreadable_requires_is_a_repository_error(tmp_path: Path) -> None:
+    repo = Repository.create(tmp_path / "r")
+    (repo.path / "requires").unlink()
+    (repo.path / "requires").mkdir()  # reading it fails with an OSError
+    with pytest.raises(RepositoryError, match="cannot read repository"):
+        Repository.open(repo.root)

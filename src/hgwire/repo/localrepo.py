@@ -53,17 +53,21 @@ class Repository:
         self.vfs = VFS(self.path)
         if not self.path.is_dir():
             raise RepositoryError(f"repository {root} not found")
-        wc_reqs = reqmod.parse(self.vfs.tryread("requires"), str(self.vfs.join("requires")))
-        self.sharedpath = self._sharedpath(wc_reqs)
-        storebase = self.sharedpath / "store"
-        rawstore = VFS(storebase)
-        if reqmod.SHARESAFE in wc_reqs:
-            if not rawstore.exists("requires"):
-                raise RepositoryError(f"{rawstore.join('requires')}: missing (share-safe)")
-            name = str(rawstore.join("requires"))
-            self.requirements = frozenset(wc_reqs | reqmod.parse(rawstore.read("requires"), name))
-        else:
-            self.requirements = frozenset(wc_reqs)
+        try:
+            wc_reqs = reqmod.parse(self.vfs.tryread("requires"), str(self.vfs.join("requires")))
+            self.sharedpath = self._sharedpath(wc_reqs)
+            storebase = self.sharedpath / "store"
+            rawstore = VFS(storebase)
+            if reqmod.SHARESAFE in wc_reqs:
+                if not rawstore.exists("requires"):
+                    raise RepositoryError(f"{rawstore.join('requires')}: missing (share-safe)")
+                name = str(rawstore.join("requires"))
+                store_reqs = reqmod.parse(rawstore.read("requires"), name)
+                self.requirements = frozenset(wc_reqs | store_reqs)
+            else:
+                self.requirements = frozenset(wc_reqs)
+        except OSError as exc:  # unreadable requires/sharedpath: not a usable repository
+            raise RepositoryError(f"cannot read repository {root}: {exc}") from exc
         reqmod.check(self.requirements)
         self.svfs = StoreVFS(
             storebase,
