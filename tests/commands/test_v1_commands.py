@@ -272,9 +272,12 @@ def test_stream_out_refused_with_secret(full_repo60: hgrepos.GeneratedRepo) -> N
     rsp = call(ctx_for(full_repo60.path), b"stream_out")
     assert isinstance(rsp, StreamResponse) and not rsp.compressible
     assert b"".join(rsp.chunks) == b"1\n"
-    allowed = call(ctx_for(full_repo60.path, uncompressedallowsecret=True), b"stream_out")
-    assert isinstance(allowed, StreamResponse)
-    assert b"".join(allowed.chunks).startswith(b"0\n")
+    # stricter than 6.0: never streamed, not even with uncompressedallowsecret
+    ctx = ctx_for(full_repo60.path, uncompressedallowsecret=True)
+    still = call(ctx, b"stream_out")
+    assert isinstance(still, StreamResponse) and b"".join(still.chunks) == b"1\n"
+    caps = data(call(ctx, b"capabilities")).split()
+    assert not [c for c in caps if c.startswith(b"stream")]
 
 
 def test_getbundle_bundle1_refused_by_config(public_repo: Path) -> None:
@@ -326,3 +329,51 @@ def test_changegroupsubset_applies_in_hg(hg72: HgRunner, public_repo: Path, tmp_
         got = hg72("-R", dest, "log", "-r", revset, "-T", "{node}\n").stdout
         want = hg72("-R", public_repo, "log", "-r", revset, "-T", "{node}\n").stdout
         assert got == want
+
+
+CLIENTCAPS = b"HG20,bundle2=" + bundle2.urlquote(bundle2.encodecaps(bundle2.client_capabilities()))
+
+
+@pytest.mark.parametrize(
+    ("args", "parts"),
+    [
+        ({}, [b"changegroup"]),
+        ({b"cg": b"0"}, []),
+        ({b"bookmarks": b"1", b"phases": b"1", b"listkeys": b"bookmarks,phases"},
+         [b"changegroup", b"bookmarks", b"listkeys", b"listkeys", b"phase-heads"]),
+        ({b"stream": b"1", b"cg": b"0", b"listkeys": b"bookmarks"}, [b"stream2", b"listkeys"]),
+        ({b"common": b"<heads>", b"phases": b"1"}, [b"phase-heads"]),
+    ],
+    ids=["default", "no-cg", "everything", "stream", "nothing-missing"],
+)  # fmt: skip
+def test_getbundle_parts_follow_arguments(
+    public_repo: Path, args: dict[bytes, bytes], parts: list[bytes]
+) -> None:
+    ctx = ctx_for(public_repo)
+    heads = b" ".join(n.hex().encode() for n in common.heads(common.served(ctx.repo)))
+    given = {b"bundlecaps": CLIENTCAPS, b"common": NULLHEX, b"heads": heads}
+    given.update({k: heads if v == b"<heads>" else v for k, v in args.items()})
+    rsp = call(ctx, b"getbundle", given)
+    assert isinstance(rsp, StreamResponse)
+    assert rsp.prefer_uncompressed == (args.get(b"stream") == b"1")
+    got = [
+        (p.type, p.params, p.read())
+        for p in bundle2.Unbundler(io.BytesIO(b"".join(rsp.chunks))).iterparts()
+    ]
+    # hgtagsfnodes is advisory and depends on .hgtags (not on the arguments)
+    assert [t for t, _p, _d in got if t != b"hgtagsfnodes"] == parts
+    for ptype, params, payload in got:
+        if ptype == b"changegroup":
+            assert params[b"nbchanges"] == b"%d" % len(ctx.repo.changelog)
+        if ptype == b"listkeys":
+            want = common.listkeys(common.served(ctx.repo), params[b"namespace"], True)
+            assert bundle2.decodekeys(payload) == want and want
+
+
+def test_getbundle_warns_about_unknown_arguments(public_repo: Path) -> None:
+    said: list[bytes] = []
+    ctx = ctx_for(public_repo)
+    ctx.output = said.append
+    rsp = call(ctx, b"getbundle", {b"bundlecaps": CLIENTCAPS, b"frobnicate": b"1"})
+    assert isinstance(rsp, StreamResponse)
+    assert said == [b"warning: getbundle ignored unexpected arguments frobnicate\n"]

@@ -144,14 +144,13 @@ def bundle1allowed(ctx: CommandContext, action: bytes) -> bool:
 
 
 def stream_allowed(ctx: CommandContext, view: common.ServedView | None = None) -> bool:
-    """Whether stream clones may be generated (``server.uncompressed``; repositories
-    with secret changesets need ``server.uncompressedallowsecret``)."""
+    """Whether stream clones may be generated: ``server.uncompressed`` and no secret
+    changesets. Deliberately stricter than 6.0: ``server.uncompressedallowsecret`` is
+    not honoured, as hgwire's stream generators never copy a store with secrets."""
     if not ctx.config.uncompressed:
         return False
     view = view if view is not None else common.served(ctx.repo)
-    if view.hassecret():
-        return ctx.config.uncompressedallowsecret
-    return True
+    return not view.hassecret()
 
 
 def bundle2_capabilities(ctx: CommandContext) -> dict[bytes, list[bytes]]:
