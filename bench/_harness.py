@@ -208,6 +208,7 @@ class Cell:
     client_cpu: float | None
     server_rss_mb: float | None
     runs: list[dict[str, Any]]
+    bytes_s2c: int | None = None
 
 
 def _med(xs: Sequence[float | None]) -> float | None:
@@ -228,6 +229,7 @@ def cell(data: dict[str, Any], corpus: str, row: str, scenario: str = "clone") -
                 client_cpu=_med([x.get("client_cpu") for x in ok]),
                 server_rss_mb=None if rss is None else rss / 1024,
                 runs=ok,
+                bytes_s2c=(r.get("bytes") or {}).get("bytes_s2c"),
             )
     return None
 
@@ -252,38 +254,40 @@ def comparison_table(
     corpus: str,
     rows: Sequence[tuple[str, str]],
     ref: str,
-    targets: dict[str, float] | None = None,
+    targets: dict[str, dict[str, float]] | None = None,
     scenario: str = "clone",
 ) -> str:
     """Markdown: one line per (row, label); ratios are per-round against ``ref``.
 
-    ``targets`` maps ``cpu``/``wall`` to the maximum ratio wanted for every non-ref row.
+    ``targets`` maps a row to ``{"cpu"|"wall": maximum ratio against ref}``.
     """
     refc = cell(data, corpus, ref, scenario)
     lines = [
-        "| row | n | wall s | server CPU s | client CPU s | server peak RSS MB "
+        "| row | n | wall s | server CPU s | client CPU s | server peak RSS MB | MB s->c "
         f"| wall x {ref} | server CPU x {ref} |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     verdicts = []
     for row, label in rows:
+        label = label.replace("|", "\\|")
         c = cell(data, corpus, row, scenario)
         if c is None:
-            lines.append(f"| {label} | - | not run | | | | | |")
+            lines.append(f"| {label} | - | not run | | | | | | |")
             continue
         rw = rc = None
         if refc is not None and row != ref:
             rw = paired_ratio(c, refc, "wall")
             rc = paired_ratio(c, refc, "server_cpu")
             for key, val in (("wall", rw), ("cpu", rc)):
-                limit = (targets or {}).get(key)
+                limit = (targets or {}).get(row, {}).get(key)
                 if limit is not None and val is not None:
                     ok = "met" if val <= limit else "MISSED"
                     verdicts.append(f"{label}: {key} ratio {val:.2f} (target <= {limit}): {ok}")
         failed = f" ({c.failed} failed)" if c.failed else ""
         lines.append(
             f"| {label} | {c.n}{failed} | {fmt(c.wall, '.3f')} | {fmt(c.server_cpu)} "
-            f"| {fmt(c.client_cpu)} | {fmt(c.server_rss_mb, '.0f')} | {fmt(rw)} | {fmt(rc)} |"
+            f"| {fmt(c.client_cpu)} | {fmt(c.server_rss_mb, '.0f')} "
+            f"| {fmt(c.bytes_s2c and c.bytes_s2c / 1e6, '.1f')} | {fmt(rw)} | {fmt(rc)} |"
         )
     text = "\n".join(lines) + "\n"
     if verdicts:
@@ -345,25 +349,47 @@ def _tree_cpu(root: int) -> float:
 @contextlib.contextmanager
 def hgwire_server(repo: Path, logfile: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """``$HGWIRE serve`` on a free 127.0.0.1 port; stopped by pid (and its children's)."""
+    with server_process(
+        lambda port: [*shlex.split(HGWIRE), "serve", "--port", str(port), str(repo)], logfile
+    ) as srv:
+        yield srv
+
+
+@contextlib.contextmanager
+def hg_server(
+    hg_exe: str, repo: Path, logfile: Path, extra: Sequence[str] = ()
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``hg serve`` on a free 127.0.0.1 port (no access log); stopped by pid."""
+
+    def argv(port: int) -> list[str]:
+        return [hg_exe, "-R", str(repo), "serve", "-a", "127.0.0.1", "-p", str(port),
+                "-A", os.devnull, *extra]  # fmt: skip
+
+    with server_process(argv, logfile) as srv:
+        yield srv
+
+
+@contextlib.contextmanager
+def server_process(argv: Any, logfile: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Start ``argv(port)`` on a free port, wait for the port; SIGTERM its tree after."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with open(logfile, "wb") as fh:
         proc = subprocess.Popen(
-            [*shlex.split(HGWIRE), "serve", "--port", str(port), str(repo)],
-            stdout=fh, stderr=subprocess.STDOUT, env=hg_env(), start_new_session=True,
-        )  # fmt: skip
+            argv(port), stdout=fh, stderr=subprocess.STDOUT, env=hg_env(), start_new_session=True
+        )
     try:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"hgwire serve exited, see {logfile}")
+                raise RuntimeError(f"server exited, see {logfile}")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError("hgwire serve did not open its port") from None
+                    raise RuntimeError("server did not open its port") from None
                 time.sleep(0.05)
         yield proc, f"http://127.0.0.1:{port}/"
     finally:
@@ -378,6 +404,61 @@ def hgwire_server(repo: Path, logfile: Path) -> Iterator[tuple[subprocess.Popen[
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             proc.wait()
+
+
+def raw_stream(repo: Path, rounds: int) -> str:
+    """Interleaved rounds: ``curl ?cmd=stream_out`` (legacy stream, to /dev/null) from
+    ``hg serve`` (7.2.4, ``server.uncompressed``) and ``hgwire serve``, and ``tar | tar``
+    of the store; medians of wall and server CPU. The server's share of a stream clone."""
+    work = WORK / "rawstream"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    walls: dict[str, list[float]] = {"hg": [], "hgwire": [], "tar": []}
+    cpus: dict[str, list[float]] = {"hg": [], "hgwire": []}
+    sizes: dict[str, int] = {}
+    with (
+        hg_server(HG72, repo, work / "hg.log", ["--config", "server.uncompressed=true"]) as hgs,
+        hgwire_server(repo, work / "hgwire.log") as hws,
+    ):
+        servers = {"hg": hgs, "hgwire": hws}
+        for rnd in range(rounds + 1):
+            for name, (proc, url) in servers.items():
+                cpu0 = _tree_cpu(proc.pid)
+                t0 = time.perf_counter()
+                curl = ["curl", "-sS", "-o", os.devnull, "-w", "%{size_download}"]
+                r = subprocess.run(
+                    [*curl, url + "?cmd=stream_out"], check=True, capture_output=True
+                )
+                wall = time.perf_counter() - t0
+                time.sleep(0.02)
+                if rnd:
+                    walls[name].append(wall)
+                    cpus[name].append(_tree_cpu(proc.pid) - cpu0)
+                sizes[name] = int(r.stdout)
+            dest = work / "tar"
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir()
+            t0 = time.perf_counter()
+            subprocess.run(["sh", "-c", 'tar cf - -C "$1/.hg" store | tar xf - -C "$2"', "x",
+                            str(repo), str(dest)], check=True)  # fmt: skip
+            if rnd:
+                walls["tar"].append(time.perf_counter() - t0)
+    shutil.rmtree(work, ignore_errors=True)
+
+    def ratio(a: str) -> float | None:
+        return _med([x / y for x, y in zip(walls[a], walls["tar"], strict=True) if y])
+
+    lines = [
+        "| raw stream_out | bytes | wall s | server CPU s | x tar |",
+        "|---|---|---|---|---|",
+    ]
+    for name in ("hg", "hgwire"):
+        lines.append(
+            f"| {name} serve | {sizes[name]} | {fmt(_med(walls[name]), '.3f')} "
+            f"| {fmt(_med(cpus[name]))} | {fmt(ratio(name))} |"
+        )
+    lines.append(f"| tar c \\| tar x | - | {fmt(_med(walls['tar']), '.3f')} | - | 1.00 |")
+    return "\n".join(lines) + "\n"
 
 
 def concurrent_clones(
@@ -452,6 +533,81 @@ def concurrent_table(r: dict[str, Any]) -> str:
         f"| {r['verified']}/{r['verify_sample']} | {r['wall']:.1f} | {r['server_cpu']:.1f} "
         f"| {r['server_hwm_mb']:.0f} ({r['server_rss_before_mb']:.0f}) |\n"
     )
+
+
+# --- profiling -------------------------------------------------------------------------------
+
+PY_SPY = os.environ.get("PY_SPY") or str(Path(shlex.split(HGWIRE)[0]).with_name("py-spy"))
+
+
+def profile_clone(repo: Path, client: Sequence[str], out: Path, rate: int = 250) -> str:
+    """py-spy samples of a warm ``hgwire serve`` during one ``client clone -U``;
+    returns a markdown summary (top functions, self and inclusive % of samples)."""
+    work = WORK / "profile"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    raw = Path(f"{out}.pyspy.txt")
+    with hgwire_server(repo, work / "server.log") as (proc, url):
+        subprocess.run([*client, "id", "-r", "tip", url], env=hg_env(), check=True,
+                       capture_output=True)  # fmt: skip
+        spy = subprocess.Popen(
+            [PY_SPY, "record", "--pid", str(proc.pid), "--rate", str(rate), "--format", "raw",
+             "--output", str(raw), "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=open(f"{out}.pyspy.log", "wb"),  # noqa: SIM115
+        )  # fmt: skip
+        time.sleep(1.0)
+        t0 = time.perf_counter()
+        subprocess.run([*client, "clone", "-U", url, str(work / "clone")], env=hg_env(),
+                       check=True, capture_output=True)  # fmt: skip
+        wall = time.perf_counter() - t0
+        time.sleep(0.3)
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
+    shutil.rmtree(work, ignore_errors=True)
+    return summarize_profile(raw, f"one clone, {wall:.1f}s wall under py-spy --rate {rate}")
+
+
+def summarize_profile(raw: Path, title: str, top: int = 25) -> str:
+    """Collapsed stacks (``a;b;c count``) to self / inclusive shares per function."""
+    total = 0
+    selfc: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = [f.strip() for f in stack.split(";") if f.strip()]
+        frames = [f for f in frames if not f.startswith(("process ", "thread "))]
+        if not frames:
+            continue
+        total += n
+        leaf = _short(frames[-1])
+        selfc[leaf] = selfc.get(leaf, 0) + n
+        for f in {_short(f) for f in frames}:
+            incl[f] = incl.get(f, 0) + n
+    if not total:
+        return f"{title}: no samples\n"
+    lines = [f"{title}: {total} samples (busy threads only)", "", "| function | self % |",
+             "|---|---|"]  # fmt: skip
+    for f, n in sorted(selfc.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"| `{f}` | {100 * n / total:.1f} |")
+    lines += ["", "| function (inclusive, hgwire only) | incl % |", "|---|---|"]
+    ours = [(f, n) for f, n in incl.items() if "hgwire/" in f]
+    for f, n in sorted(ours, key=lambda kv: -kv[1])[:top]:
+        lines.append(f"| `{f}` | {100 * n / total:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _short(frame: str) -> str:
+    """``func (path/to/site-packages/pkg/mod.py:12)`` -> ``func (pkg/mod.py)``."""
+    name, _, loc = frame.partition(" (")
+    loc = loc.rstrip(")").rsplit(":", 1)[0]
+    for cut in ("site-packages/", "/src/", "lib/python3.11/"):
+        if cut in loc:
+            loc = loc.split(cut, 1)[1]
+            break
+    return f"{name} ({loc})" if loc else name
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ def main() -> int:
     ap.add_argument("--no-ssh", action="store_true", help="skip the SSH rows")
     ap.add_argument("--no-stream", action="store_true", help="skip part 2")
     ap.add_argument("--no-bundle", action="store_true", help="skip part 1")
+    ap.add_argument("--bytes", action="store_true", help="one extra byte-counting run per row")
+    ap.add_argument("--profile", action="store_true", help="py-spy profile of one HTTP clone")
     ap.add_argument("--out", type=Path, default=Path("/tmp/hgwire-bench-v1"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -53,6 +55,7 @@ def main() -> int:
             rounds=args.rounds,
             warmup=args.warmup,
             extra_clients=None if args.no_ssh else h.ssh_clients(),
+            count_bytes=args.bytes,
         )
         out.write(f"### bundle2 clone -U, hg 7.2.4 client, {args.rounds} rounds, medians\n\n")
         out.write(
@@ -61,7 +64,7 @@ def main() -> int:
                 "hg10k",
                 [("hg72-http", "hg serve (HTTP)"), ("hgwire/hg72", "hgwire serve (HTTP)")],
                 "hg72-http",
-                targets={"cpu": 0.5, "wall": 1.0},
+                targets={"hgwire/hg72": {"cpu": 0.5, "wall": 1.0}},
             )
         )
         if not args.no_ssh:
@@ -99,7 +102,7 @@ def main() -> int:
                     ("floor-tar", "tar | tar of the store"),
                 ],
                 "hg72-stream",
-                targets={"wall": 1.0},
+                targets={"hgwire/hg72": {"wall": 1.0}},
             )
         )
         wire = h.cell(data, "hg10kpref", "hgwire/hg72")
@@ -108,7 +111,12 @@ def main() -> int:
             r = h.paired_ratio(wire, tar, "wall")
             verdict = "met" if r is not None and r <= 2.0 else "MISSED"
             out.write(f"* hgwire stream clone x floor-tar: {h.fmt(r)} (target <= 2): {verdict}\n")
-        out.write(f"\n{h.load_note(data)}\n")
+        out.write(f"\n{h.load_note(data)}\n\n")
+        out.write(f"The server's share: raw `?cmd=stream_out`, {args.rounds} rounds, medians\n\n")
+        out.write(h.raw_stream(pref, args.rounds))
+    if args.profile:
+        out.write("\n### profile: hgwire serve during one hg 7.2.4 bundle2 clone of hg10k\n\n")
+        out.write(h.profile_clone(hg10k, [h.HG72], args.out / "profile-v1"))
     return 0
 
 

@@ -63,6 +63,7 @@ def main() -> int:
     ap.add_argument("--hg10k-rounds", type=int, default=3, help="0 skips part 2")
     ap.add_argument("--concurrent", type=int, default=20, help="0 skips part 3")
     ap.add_argument("--verify-sample", type=int, default=3)
+    ap.add_argument("--profile", action="store_true", help="py-spy profile of one v2 clone")
     ap.add_argument("--out", type=Path, default=Path("/tmp/hgwire-bench-v2"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -85,7 +86,7 @@ def main() -> int:
             corpus.name,
             [("hg60-v2", "hg 6.0 serve (v2)"), ("hgwire/hg60v2", "hgwire serve")],
             "hg60-v2",
-            targets={"cpu": 0.5, "wall": 0.7},
+            targets={"hgwire/hg60v2": {"cpu": 0.5, "wall": 0.7}},
         )
     )
     out.write(f"\n{h.load_note(data)}\n\n")
@@ -106,6 +107,9 @@ def main() -> int:
         out.write(f"### {args.concurrent} concurrent hg 6.0 v2 clones from one hgwire serve\n\n")
         out.write(h.concurrent_table(res))
         out.write(f"\nload average (1 min) at the end: {res['load']}\n")
+    if args.profile:
+        out.write("\n### profile: hgwire serve during one hg 6.0 v2 clone\n\n")
+        out.write(h.profile_clone(corpus, V2_CLIENT, args.out / "profile-v2"))
     return 0
 
 
