@@ -242,3 +242,11 @@ def test_unreadable_requires_is_a_repository_error(tmp_path: Path) -> None:
     (repo.path / "requires").mkdir()  # reading it fails with an OSError
     with pytest.raises(RepositoryError, match="cannot read repository"):
         Repository.open(repo.root)
+
+
+def test_file_objects_are_shared_within_a_transaction(tmp_path: Path) -> None:
+    repo = Repository.create(tmp_path / "r")
+    assert repo.file(b"f") is not repo.file(b"f")
+    with repo.transaction(b"t"):
+        assert repo.file(b"f") is repo.file(b"f")
+    assert repo.file(b"f") is not repo.file(b"f")

@@ -326,3 +326,46 @@ def test_pending_callbacks_run_once_and_tmp_files_go(repo: Repository) -> None:
         assert calls == ["pending"]
         assert repo.svfs.exists("00changelog.i.a")
     assert not repo.svfs.exists("00changelog.i.a")
+
+
+SPLITTING_WRITER = r"""
+import os, signal, sys
+from hgwire.repo.localrepo import Repository
+from tests.repo._crash_writer import add_changesets_with_revlogs
+repo = Repository.open(sys.argv[1])
+tr = repo.transaction(b"crash")
+add_changesets_with_revlogs(repo, tr, 1, 9)  # first append to big.bin: split first
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("runner", ["hg60", "hg72"])
+def test_hg_recover_undoes_an_inline_split(
+    tmp_path: Path, runner: str, request: pytest.FixtureRequest
+) -> None:
+    """Killed after splitting an inline filelog (past 128 KiB) and appending to it:
+    ``hg recover`` finds the index backup under the encoded ``data/`` name and restores
+    the store exactly. The split waits for a transaction's first append to the file."""
+    from tests.repo import _crash_writer
+
+    hg: HgRunner = request.getfixturevalue(runner)
+    repo = Repository.create(tmp_path / "r", format="6.0" if runner == "hg60" else "7.2")
+    with repo.transaction(b"seed") as tr:
+        _crash_writer.add_changesets_with_revlogs(repo, tr, 2, 0)
+    with repo.transaction(b"grow") as tr:  # past 128 KiB, but appended to: stays inline
+        _crash_writer.add_changesets_with_revlogs(repo, tr, 10, 1)
+    assert not repo.svfs.exists("data/big.bin.d")
+    before = _store(repo)
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", SPLITTING_WRITER, str(repo.root)], env=hg_env(), cwd=root
+    )
+    assert proc.returncode == -9
+    listing = repo.svfs.read("journal.backupfiles")
+    assert b"\x00data/big.bin.i\x00data/journal.backup.big.bin.i.bck\x00" in listing
+    assert repo.svfs.exists("data/big.bin.d")
+    out = hg("recover", cwd=repo.root, check=False)
+    assert b"rolling back interrupted transaction" in out.stdout, out.stderr
+    assert _store(repo) == before
+    hg("verify", cwd=repo.root)

@@ -81,7 +81,7 @@ class Repository:
         self._wlock: Lock | None = None
         # weak, like Mercurial: a transaction nobody holds any more is aborted (its __del__)
         self._transaction: weakref.ref[Transaction] | None = None
-        self._cache: dict[str, Any] = {}
+        self._cache: dict[Any, Any] = {}
 
     def _sharedpath(self, wc_reqs: set[bytes]) -> Path:
         """The ``.hg`` holding the store: ours, or the share source's (spec §1.2)."""
@@ -331,7 +331,18 @@ class Repository:
         """The filelog of working-tree file ``path`` (``data/<path>.i``, encoded)."""
         if not path or path.startswith(b"/") or b"\0" in path or b"\n" in path:
             raise RepositoryError(f"invalid file path {path!r}")
-        return Filelog(self.svfs, path, **self.revlog_options)
+        tr = self.currenttransaction()
+        if tr is None:
+            return Filelog(self.svfs, path, **self.revlog_options)
+        # Within a transaction every caller gets the same object: a revlog decides whether
+        # it may rewrite its index (inline split) from what it appended in this
+        # transaction, which a second object would not know (the journal could then not
+        # undo the rewrite for every Mercurial version).
+        files: dict[bytes, Filelog] = self._cache.setdefault(("files", id(tr)), {})
+        fl = files.get(path)
+        if fl is None:
+            fl = files[path] = Filelog(self.svfs, path, **self.revlog_options)
+        return fl
 
     def store_files(self) -> Iterator[tuple[bytes, str, int]]:
         """Every revlog file of the store: (unencoded name, encoded name, size)."""

@@ -321,10 +321,11 @@ class Transaction:
         store = key[0] == ""
         if key in self._backupmap or (store and f in self._newfiles):
             return
-        # A file already journaled by size is backed up too (Mercurial only does so when
-        # asked with ``for_offset``): rollback restores the copy, then truncates it to the
-        # journaled size. Skipping the copy would make a rewrite after appends (an inline
-        # revlog split by a second revlog object) impossible to undo.
+        # A file already journaled by size is backed up too (Mercurial 7.2 only does so
+        # with ``for_offset``), keeping its first ``offset`` bytes, i.e. its content
+        # before the transaction: our rollback and 7.2's restore it then truncate (a
+        # no-op). Mercurial 6.0 truncates first and fails if the rewritten file is now
+        # shorter, so writers should still avoid rewriting files they appended to.
         vfs = self._vfsmap[location]
         dirname, _, filename = f.rpartition(b"/")
         backup = b"%s.backup.%s.bck" % (self._journal.encode(), filename)
@@ -333,7 +334,12 @@ class Transaction:
         if vfs.exists(f):
             dest = vfs.join(backup)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(vfs.join(f), dest)
+            offset = self._offsets.get(f) if store else None
+            if offset is None:
+                shutil.copyfile(vfs.join(f), dest)
+            else:  # appended in this transaction: keep only the original bytes
+                with open(vfs.join(f), "rb") as src, open(dest, "wb") as out:
+                    out.write(src.read(offset))
         else:
             backup = b""
         self._addbackupentry((location, f, backup, False))
