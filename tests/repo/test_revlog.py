@@ -519,3 +519,13 @@ def test_random_damage_raises_only_repository_errors(tmp_path: Path, inline: boo
             assert "d." in str(exc)  # names the damaged file
             detected += 1
     assert detected > 150
+
+
+def test_missing_data_file(vfs: VFS) -> None:
+    split_revlog(vfs)
+    vfs.unlink("s.d")
+    again = Revlog(vfs, "s")
+    with pytest.raises(RepositoryError, match=r"s\.d: cannot (open|read)"):
+        again.revision(0)
+    with pytest.raises(RepositoryError, match=r"s\.d: cannot (open|read)"):
+        again.revision(2)

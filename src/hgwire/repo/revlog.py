@@ -590,7 +590,11 @@ class Revlog:
             e = entries[0]
             return [self._read_span(e[0] >> 16, e[1])]
         # group revisions whose chunks are close together and read each group at once
-        with self.opener(self.datafile) as fh:
+        try:
+            fh = self.opener(self.datafile)
+        except OSError as exc:
+            raise RepositoryError(f"{self.datafile}: cannot open data file: {exc}") from exc
+        with fh:
             i = 0
             n = len(revs)
             while i < n:
