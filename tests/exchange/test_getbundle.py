@@ -133,6 +133,11 @@ def test_nothing_missing_and_unknown_heads(full_repo72: hgrepos.GeneratedRepo) -
     got = parts(clone_reply(repo, CAPS72, heads=[b"\x42" * 20]))
     assert [t for t, *_ in got] == [b"error:abort"]
     assert b"unknown revision" in got[0][2][b"message"]
+    # empty heads mean every served head (as Mercurial's getbundle)
+    assert (
+        parts(clone_reply(repo, CAPS72, heads=[]))[0][3]
+        == (parts(clone_reply(repo, CAPS72, heads=None))[0][3])
+    )
     # asking for the secret head is like asking for an unknown one
     got = parts(clone_reply(repo, CAPS72, heads=[cl.node(17)]))
     assert [t for t, *_ in got] == [b"error:abort"]

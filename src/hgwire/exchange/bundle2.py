@@ -999,6 +999,8 @@ def getbundle(
     """
     from hgwire.exchange import changegroup as cgmod
 
+    if not heads:
+        heads = None  # no (or empty) heads: everything served, as Mercurial
     caps = list(bundlecaps or ())
     if not bundle2_requested(caps):
         outgoing = cgmod.findoutgoing(repo, common, heads)

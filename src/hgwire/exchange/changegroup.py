@@ -399,12 +399,9 @@ def findoutgoing(
 ) -> Outgoing:
     """``missing = ::heads - ::common`` (spec §9.7). Unknown ``common`` nodes are ignored;
     unknown ``heads`` (or heads outside ``served``, one byte per rev) raise
-    :class:`AbortError`. ``heads`` defaults (also when empty) to the served heads."""
+    :class:`AbortError`. ``heads`` defaults (``None``) to the served heads."""
     cl = repo.changelog
     dag = dagops.DAG.from_storage(cl)
-    heads = list(heads) if heads is not None else None
-    if not heads:
-        heads = None  # no heads given: everything served (as Mercurial)
     commonrevs = []
     for n in common:
         if n == NULLID:
