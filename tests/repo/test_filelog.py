@@ -69,3 +69,28 @@ def test_non_utf8_path(tmp_path: Path) -> None:
     fl = Filelog(vfs, b"caf\xe9")
     fl.add(b"x", None, FakeTransaction(vfs), 0, nullid, nullid)
     assert Filelog(vfs, b"caf\xe9").read(0) == b"x"
+
+
+def test_addgroup_repairs_issue6528_parent_order(tmp_path: Path) -> None:
+    from hgwire.repo import mdiff
+    from hgwire.repo.revlog import RevisionDelta
+
+    vfs = VFS(tmp_path)
+    tr = FakeTransaction(vfs)
+    fl = Filelog(vfs, b"dst")
+    prev = fl.add(b"old\n", None, tr, 0, nullid, nullid)
+    raw = packmeta({b"copy": b"src", b"copyrev": b"ab" * 20}, b"copied\n")
+    node = hashlib.sha1(nullid + prev + raw).digest()  # parents sorted: same node
+    swapped = RevisionDelta(node, prev, nullid, b"L", prev, mdiff.textdiff(b"old\n", raw))
+    (rev,) = fl.addgroup([swapped], lambda _n: 1, tr)
+    assert fl.parentrevs(rev) == (-1, 0)
+    assert fl.renamed(node) == (b"src", bytes.fromhex("ab" * 20))
+    # ordinary revisions keep their parents
+    plain = fl.add(b"next\n", None, tr, 2, node, nullid)
+    other = Filelog(vfs, b"other")
+    base = other.add(b"old\n", None, tr, 0, nullid, nullid)
+    onode = hashlib.sha1(nullid + base + b"x\n").digest()
+    delta = RevisionDelta(onode, base, nullid, b"L", base, mdiff.textdiff(b"old\n", b"x\n"))
+    (orev,) = other.addgroup([delta], lambda _n: 1, tr)
+    assert other.parentrevs(orev) == (0, -1)
+    assert fl.parentrevs(fl.rev(plain)) == (1, -1)

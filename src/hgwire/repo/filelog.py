@@ -100,6 +100,14 @@ class Filelog(Revlog):
             return len(self.read(rev))
         return self.rawsize(rev)
 
+    def _incoming_parents(self, text: bytes, p1: bytes, p2: bytes) -> tuple[bytes, bytes]:
+        """issue6528 (§4.3): Mercurial 5.8-5.9 sent some copies with parents swapped; like
+        Mercurial since 5.9.1, store ``(null, p1)`` when the rawtext has a metadata block,
+        p1 is set and p2 is null. The node does not depend on the order."""
+        if p2 == nullid and p1 != nullid and text.startswith(META_MARKER):
+            return nullid, p1
+        return p1, p2
+
     def cmp(self, node: bytes, text: bytes) -> bool:
         """True if ``text`` differs from the content stored at ``node``."""
         return self.read(node) != text

@@ -846,9 +846,16 @@ class Revlog:
                         f"{actual.hex()}"
                     )
             link = linkmapper(d.linknode)
+            p1, p2 = self._incoming_parents(text, d.p1, d.p2)
+            if (p1, p2) != (d.p1, d.p2):
+                p1r, p2r = self.rev(p1), self.rev(p2)
             cached = (base, d.delta) if base != nullrev else None
             revs.append(self._addrevision(d.node, text, tr, link, p1r, p2r, d.flags, cached))
         return revs
+
+    def _incoming_parents(self, text: bytes, p1: bytes, p2: bytes) -> tuple[bytes, bytes]:
+        """Parents to store for a received revision (the filelog repairs issue6528)."""
+        return p1, p2
 
     def _isgood(self, base: int, textlen: int, deltalen: int, snapshotdepth: int) -> bool:
         """Mercurial's bounds for a candidate delta (§3.2)."""
