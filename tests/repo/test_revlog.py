@@ -529,3 +529,25 @@ def test_missing_data_file(vfs: VFS) -> None:
         again.revision(0)
     with pytest.raises(RepositoryError, match=r"s\.d: cannot (open|read)"):
         again.revision(2)
+
+
+def test_addgroup_splits_a_new_revlog_midway(vfs: VFS) -> None:
+    """Append handles kept open by addgroup survive the inline -> split conversion."""
+    blobs = [os.urandom(30000) + b"\n" + b"line %d\n" % i for i in range(8)]
+    group = []
+    prev = nullid
+    for blob in blobs:
+        node = hashrevision(blob, prev, nullid)
+        delta = mdiff.trivialdiffheader(len(blob)) + blob
+        group.append(RevisionDelta(node, prev, nullid, b"L", nullid, delta))
+        prev = node
+    rl = Revlog(vfs, "data/grp", compression="none")
+    tr = FakeTransaction(vfs)
+    assert rl.addgroup(group, lambda _n: 0, tr) == list(range(8))
+    assert not rl.inline and rl._handles is None
+    again = Revlog(vfs, "data/grp")
+    assert not again.inline
+    assert [again.revision(r) for r in again] == blobs
+    assert vfs.size("data/grp.d") == again.end(7)
+    tr.rollback()
+    assert not vfs.exists("data/grp.i") and not vfs.exists("data/grp.d")

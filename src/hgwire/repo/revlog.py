@@ -40,7 +40,7 @@ import zlib
 from array import array
 from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from hgwire.errors import LookupNodeError, RepositoryError
 from hgwire.repo import mdiff
@@ -201,6 +201,7 @@ class Revlog:
         self._journaled: dict[str, int] = {}  # path -> offset given to tr.add, -1 = backup
         self._snapshot_memo: dict[int, bool] = {}
         self._zstd_c: Any = None
+        self._handles: dict[str, IO[bytes]] | None = None  # open for appends in addgroup
         self._zstd_d: Any = None
         self._load()
 
@@ -816,6 +817,18 @@ class Revlog:
         tr: Transaction,
     ) -> list[int]:
         """Add changegroup revisions; returns the rev of each (existing ones included)."""
+        self._handles = {}
+        try:
+            return self._addgroup(deltas, linkmapper, tr)
+        finally:
+            self._close_handles()
+
+    def _addgroup(
+        self,
+        deltas: Iterable[RevisionDelta],
+        linkmapper: Callable[[bytes], int],
+        tr: Transaction,
+    ) -> list[int]:
         revs = []
         for d in deltas:
             if self.hasnode(d.node):
@@ -1008,19 +1021,34 @@ class Revlog:
             self._split(tr)
         if self.inline:
             self._journal(tr, self.indexfile)
-            with self.opener(self.indexfile, "ab") as fh:
-                fh.write(entry + chunk)
+            self._append(self.indexfile, entry + chunk)
         else:
             self._journal(tr, self.datafile)
             self._journal(tr, self.indexfile)
             if chunk:
-                with self.opener(self.datafile, "ab") as fh:
-                    fh.write(chunk)
-            with self.opener(self.indexfile, "ab") as fh:
-                fh.write(entry)
+                self._append(self.datafile, chunk)
+            self._append(self.indexfile, entry)
         if self.inline:
             assert self._inline_data is not None
             self._inline_data += entry + chunk
+
+    def _append(self, path: str, data: bytes) -> None:
+        """Append ``data`` in one write; inside :meth:`addgroup` the handle stays open."""
+        handles = self._handles
+        if handles is None:
+            with self.opener(path, "ab") as once:
+                once.write(data)
+            return
+        fh = handles.get(path)
+        if fh is None:
+            fh = handles[path] = self.opener(path, "ab")
+        fh.write(data)
+        fh.flush()  # readers (this revlog included) see whole entries only
+
+    def _close_handles(self) -> None:
+        handles, self._handles = self._handles, None
+        for fh in (handles or {}).values():
+            fh.close()
 
     def _check_unchanged(self) -> None:
         """Refuse to append when the files no longer match what was loaded: another writer
@@ -1066,6 +1094,10 @@ class Revlog:
             e = INDEX_ENTRY.unpack_from(self._index, r * ENTRY_SIZE)
             pos = (e[0] >> 16) + (r + 1) * ENTRY_SIZE
             chunks.append(view[pos : pos + e[1]])
+        handles = self._handles
+        self._close_handles()  # the index is replaced: append handles would be stale
+        if handles is not None:
+            self._handles = {}
         self._journal(tr, self.datafile)
         with self.opener(self.datafile, "wb") as fh:
             fh.write(b"".join(chunks))
