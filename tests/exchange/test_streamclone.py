@@ -195,3 +195,18 @@ def test_apply_refuses_non_empty_and_unknown_format(
     with pytest.raises(AbortError, match="non-empty"):
         streamclone.apply_files(full, iter([]))
     _ = make_runner
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("btype", ["stream-v1", "bzip2-v1", "zstd-v2"])
+def test_applybundle_any_kind(
+    request: pytest.FixtureRequest, tmp_path: Path, hg72: HgRunner, btype: str
+) -> None:
+    src, bundles = bundles_for(request, "7.2.4")
+    dest = Repository.create(tmp_path / "dest", format="7.2")
+    with open(bundles[btype], "rb") as fh:
+        res = bundle2.applybundle(dest, fh)
+    assert (res.streamed is not None) == (btype == "stream-v1")
+    hg72("-R", tmp_path / "dest", "verify", "-q")
+    nodes = hg72("-R", tmp_path / "dest", "log", "-T", "{node}\n").stdout
+    assert nodes == hg72("-R", src.path, "log", "-T", "{node}\n").stdout

@@ -11,7 +11,7 @@ modules return.
   payload codecs, HG10 files, and the legacy-protocol operations built on them:
   ``getbundle`` (pull/clone reply), ``unbundle`` (push processing with its reply),
   ``pushkey``/``listkeys``/``check_heads``, and the client side (``apply_pull``,
-  ``read_push_reply``).
+  ``read_push_reply``, ``applybundle`` for bundle files of any kind).
 * :mod:`~hgwire.exchange.streamclone`: store snapshots, ``stream_out`` (v1), ``HGS1``
   files and the ``stream2`` part (v2), and applying streamed files.
 """

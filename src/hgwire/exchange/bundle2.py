@@ -1750,6 +1750,24 @@ def apply_pull(repo: Any, fh: Readable, *, max_decompressed: int | None = None) 
     return res
 
 
+def applybundle(repo: Any, fh: Readable, *, max_decompressed: int | None = None) -> PullResult:
+    """Apply a bundle file of any kind (``hg unbundle``): ``HG20`` as :func:`apply_pull`,
+    ``HG10`` as a draft changegroup, ``HGS1`` as a stream clone into an empty repo."""
+    from hgwire.exchange import changegroup as cgmod
+    from hgwire.exchange import streamclone
+
+    magic, reader = peekmagic(fh)
+    if magic == MAGIC:
+        return apply_pull(repo, reader, max_decompressed=max_decompressed)
+    b = readbundle(reader, max_decompressed=max_decompressed)
+    assert b.reader is not None
+    if b.kind == "HG10":
+        return PullResult(changegroup=cgmod.apply(repo, cgmod.CgUnpacker(b.reader, b"01")))
+    count, _size, reqs = streamclone.read_hgs1_header(b.reader, magic_read=True)
+    files = streamclone.read_v1(b.reader, count)
+    return PullResult(streamed=streamclone.apply_files(repo, files, reqs))
+
+
 @dataclass
 class PushResult:
     """A push reply read by :func:`read_push_reply`: ``changegroup`` results by
