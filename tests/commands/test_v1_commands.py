@@ -377,3 +377,22 @@ def test_getbundle_warns_about_unknown_arguments(public_repo: Path) -> None:
     rsp = call(ctx, b"getbundle", {b"bundlecaps": CLIENTCAPS, b"frobnicate": b"1"})
     assert isinstance(rsp, StreamResponse)
     assert said == [b"warning: getbundle ignored unexpected arguments frobnicate\n"]
+
+
+def test_disablefullbundle_refuses_full_pulls_only(public_repo: Path) -> None:
+    ctx = ctx_for(public_repo)
+    ctx.config.extra[(b"server", b"disablefullbundle")] = b"true"
+    heads = b" ".join(n.hex().encode() for n in common.heads(common.served(ctx.repo)))
+    args = {b"bundlecaps": CLIENTCAPS, b"common": NULLHEX, b"heads": heads}
+    rsp = call(ctx, b"getbundle", args)
+    assert isinstance(rsp, StreamResponse)
+    parts = [(p.type, p.params) for p in bundle2.Unbundler(io.BytesIO(b"".join(rsp.chunks)))]
+    assert parts == [
+        (b"error:abort", {b"message": b"server has pull-based clones disabled",
+                          b"hint": b"remove --pull if specified or upgrade Mercurial"})
+    ]  # fmt: skip
+    partial = call(
+        ctx, b"getbundle", {**args, b"common": ctx.repo.changelog.node(0).hex().encode()}
+    )
+    assert isinstance(partial, StreamResponse)
+    assert b"".join(partial.chunks).count(b"CHANGEGROUP") == 1
