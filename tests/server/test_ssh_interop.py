@@ -184,6 +184,14 @@ def test_push_to_publishing_server_makes_public(
     # nothing more to push
     again = hg72("-R", local, "push", url(server), extra=ssh, check=False)
     assert again.returncode == 1 and b"no changes found" in again.stdout
+    # read-only commands: identify (lookup), incoming/outgoing (discovery)
+    tip = hg72("-R", server, "log", "-r", "main", "-T", "{node|short}\n").stdout
+    assert hg72("identify", "--id", "-r", "main", url(server), extra=ssh).stdout == tip
+    commit(hg72, local, "g.txt", "y\n")
+    out = hg72("-R", local, "outgoing", "-q", "-T", "{desc}\n", url(server), extra=ssh)
+    assert out.stdout == b"edit g.txt\n"
+    none = hg72("-R", local, "incoming", url(server), extra=ssh, check=False)
+    assert none.returncode == 1 and b"no changes found" in none.stdout
 
 
 def test_push_race_refused(
