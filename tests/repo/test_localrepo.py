@@ -64,6 +64,11 @@ def test_create_with_explicit_requirements(tmp_path: Path) -> None:
 def test_open_missing(tmp_path: Path) -> None:
     with pytest.raises(RepositoryError, match="not found"):
         Repository.open(tmp_path)
+    Repository.create(tmp_path / "r")
+    (tmp_path / "r" / "sub").mkdir()
+    assert Repository.open(tmp_path / "r" / "sub").root == tmp_path / "r"
+    with pytest.raises(RepositoryError, match="not found"):
+        Repository.open(tmp_path / "r" / "sub", search=False)
 
 
 def test_revlog_options_follow_requirements(tmp_path: Path) -> None:

@@ -101,13 +101,17 @@ class Repository:
     # -- opening and creating ------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, recover: bool = True) -> Repository:
-        """Open the repository at ``path`` (its root or a directory below it).
+    def open(
+        cls, path: str | os.PathLike[str], *, recover: bool = True, search: bool = True
+    ) -> Repository:
+        """Open the repository at ``path`` (its root or, with ``search``, a directory
+        below it; servers should pass ``search=False`` so a wrong path never serves an
+        enclosing repository).
 
         A journal left by a writer that no longer holds the lock is rolled back first
         (``recover=False`` leaves it for ``hg recover``).
         """
-        repo = cls(find_root(path))
+        repo = cls(find_root(path) if search else Path(path).absolute())
         if recover and repo.svfs.exists("journal"):
             repo.recover(wait=False)
         return repo
