@@ -42,12 +42,13 @@ def test_demo_served_and_cloned(
         assert f"hg clone --config experimental.httppeer.advertise-v2=true {server.url}" in out
         hg60("clone", "-U", *V2, server.url, tmp_path / "v2")
         hg72("clone", "-U", server.url, tmp_path / "v1")
-        frames = hgwire(
-            "debugwireproto",
-            server.url,
-            "1 1 stream-begin sender-protocol-settings eos cbor:{b'contentencodings': [b'zlib']}",
-            "1 1 0 command-request new cbor:{b'name': b'heads'}",
+        frames_file = tmp_path / "frames.txt"
+        frames_file.write_text(
+            "# settings, then the command\n"
+            "1 1 stream-begin sender-protocol-settings eos cbor:{b'contentencodings': [b'zlib']}\n"
+            "1 1 0 command-request new cbor:{b'name': b'heads'}\n"
         )
+        frames = hgwire("debugwireproto", server.url, "--frames", str(frames_file))
     source = demo.demo_path().__class__(tmp_path / "cache" / "demo")
     for clone, hg in ((tmp_path / "v2", hg60), (tmp_path / "v1", hg72)):
         assert hg("verify", cwd=clone).returncode == 0
