@@ -108,3 +108,26 @@ def test_push_refused_without_ssl(
     assert proc.returncode != 0
     assert b"ssl required" in proc.stderr + proc.stdout
     assert not _lines(hg72("log", "-r", "desc(refused)", "-T", "x", cwd=src, check=False))
+
+
+def test_long_header_arguments(public_repo: Path, server_factory: Callable[..., Any]) -> None:
+    """A ``known`` of 3000 nodes: about 120 KB of ``X-HgArg`` headers (spec §5.1)."""
+    import http.client
+    from urllib.parse import urlencode
+
+    from hgwire.repo.localrepo import Repository
+
+    real = Repository.open(public_repo).changelog.node(0).hex()
+    nodes = [real] + [f"{i:040x}" for i in range(1, 3000)]
+    encoded = urlencode({"nodes": " ".join(nodes)})
+    headers = {f"X-HgArg-{i + 1}": encoded[o : o + 1009]
+               for i, o in enumerate(range(0, len(encoded), 1009))}  # fmt: skip
+    with server_factory(str(public_repo)) as server:
+        port = int(server.url.rsplit(":", 1)[1].strip("/"))
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request("GET", "/?cmd=known", headers=headers)
+        rsp = conn.getresponse()
+        body = rsp.read()
+        conn.close()
+    assert rsp.status == 200
+    assert body == b"1" + b"0" * 2999

@@ -21,6 +21,8 @@ from typing import Any
 from hgwire.errors import HgwireError
 
 OPTIONS_ENV = "HGWIRE_SERVE_OPTIONS"
+#: Largest request line plus headers accepted.
+MAX_REQUEST_HEAD = 1 << 20
 
 
 def register(subparsers: Any) -> None:
@@ -197,6 +199,9 @@ def _serve(args: argparse.Namespace) -> int:
         "access_log": False,
         "log_config": _log_config(args.quiet),
         "timeout_graceful_shutdown": 5,
+        # X-HgArg-<N> headers carry long argument lists (many nodes): allow 1 MiB of
+        # request head instead of h11's 16 KiB default.
+        "h11_max_incomplete_event_size": MAX_REQUEST_HEAD,
     }
     if args.certfile:
         common["ssl_certfile"] = args.certfile
