@@ -9,10 +9,14 @@ shim, so the client runs ``hgwire-hg -R <path> serve --stdio`` exactly as it wou
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -59,12 +63,14 @@ def url(path: Path) -> str:
     return f"ssh://user@example.invalid/{path}"
 
 
-def log(hg: HgRunner, repo: Path, revs: str = "all()") -> bytes:
-    """``hg log --debug`` of ``revs`` in revision order, without local revision numbers
-    and the ``tip`` tag (the server's tip may be a secret changeset)."""
-    out = hg("-R", repo, "log", "--debug", "-r", f"sort({revs}, rev)").stdout
+def log(hg: HgRunner, repo: Path, revs: str = "all()") -> list[bytes]:
+    """``hg log --debug`` of ``revs``, one entry per changeset sorted by node, without
+    local revision numbers and the ``tip`` tag (the server's tip may be secret)."""
+    out = hg("-R", repo, "log", "--debug", "-r", revs).stdout
     out = re.sub(rb"(?m)^tag:\s+tip\n", b"", out)
-    return re.sub(rb"-?\d+:([0-9a-f]{40})", rb"\1", out)
+    out = re.sub(rb"(?m)^.*cache/.*\n", b"", out)  # hg's own cache debug messages
+    out = re.sub(rb"-?\d+:([0-9a-f]{40})", rb"\1", out)
+    return sorted(block for block in out.split(b"\n\n\n") if block.strip())
 
 
 def marks(hg: HgRunner, repo: Path, revs: str = "all()") -> set[tuple[bytes, bytes]]:
@@ -271,3 +277,51 @@ def test_missing_repository_and_unsafe_invocation(
     proc = subprocess.run(cmd, input=b"", capture_output=True, check=False)
     assert proc.returncode == 255
     assert proc.stderr.startswith(b"abort: potentially unsafe serve --stdio invocation")
+
+
+def test_clone_bundles(hg72: HgRunner, public_repo: Path, tmp_path: Path, ssh: list[str]) -> None:
+    """With ``.hg/clonebundles.manifest`` the server advertises ``clonebundles``; a 7.2
+    client fetches the bundle it names (over HTTP from a local file server), then pulls
+    the rest over SSH."""
+    server = hgrepos.copy_repo(public_repo, tmp_path / "server")
+    set_hgrc(server, NONPUBLISHING)
+    files = tmp_path / "files"
+    files.mkdir()
+    hg72(
+        "-R",
+        server,
+        "bundle",
+        "-q",
+        "--base",
+        "null",
+        "-r",
+        "4",
+        "-t",
+        "gzip-v2",
+        files / "part.hg",
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    httpd = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port),
+         "--directory", str(files)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(200):  # wait until it listens
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            time.sleep(0.05)
+        manifest = f"http://127.0.0.1:{port}/part.hg BUNDLESPEC=gzip-v2\n"
+        (server / ".hg" / "clonebundles.manifest").write_text(manifest)
+        dest = tmp_path / "clone"
+        out = hg72("clone", "-U", url(server), dest, extra=ssh)
+        text = out.stdout + out.stderr
+        assert f"applying clone bundle from http://127.0.0.1:{port}/part.hg".encode() in text
+        # ::4 (revisions 0, 1, 2, 4) from the bundle, the other 4 over SSH
+        assert text.count(b"added 4 changesets") == 2
+        check_same(hg72, server, dest)
+    finally:
+        os.kill(httpd.pid, signal.SIGTERM)
+        httpd.wait()
