@@ -179,3 +179,16 @@ def test_missing_repository(public_repo: Path, tmp_path: Path) -> None:
     assert gone.header("content-type") == "application/hg-error" and b"not found" in gone.body
     api = call(app, "POST", "/api/exp-http-v2-0003/ro/heads", v2_headers(), b"")
     assert api.status == 500 and b"not found" in api.body
+
+
+@pytest.mark.interop
+def test_workers(
+    hg72: HgRunner, public_repo: Path, server_factory: Callable[..., Any], tmp_path: Path
+) -> None:
+    with server_factory(str(public_repo), "--workers", "2") as server:
+        for i in range(3):
+            hg72("clone", "-U", server.url, tmp_path / f"c{i}")
+        log = server.output()
+    assert log.count('"GET /?cmd=getbundle"') == 3
+    tip = hg72("log", "-r", "tip", "-T", "{node}", cwd=public_repo).stdout
+    assert hg72("log", "-r", "tip", "-T", "{node}", cwd=tmp_path / "c2").stdout == tip
