@@ -77,6 +77,15 @@ def _wait(ctx: CommandContext) -> Iterator[Any]:
     yield RELEASE.wait(timeout=60)
 
 
+PRODUCED = [0]
+
+
+def _endless(ctx: CommandContext) -> Iterator[Any]:
+    while True:
+        PRODUCED[0] += 1
+        yield b"x" * 10000
+
+
 def _release(ctx: CommandContext) -> Iterator[Any]:
     RELEASE.set()
     yield True
@@ -92,6 +101,7 @@ def app(public_repo: Path) -> HgwireApp:
     reg.v2[b"empty"] = V2Command(b"empty", _empty, {}, "pull")
     reg.v2[b"wait"] = V2Command(b"wait", _wait, {}, "pull")
     reg.v2[b"release"] = V2Command(b"release", _release, {}, "pull")
+    reg.v2[b"endless"] = V2Command(b"endless", _endless, {}, "pull")
     overrides = [*VECTOR_CONFIGS["default"], "experimental.web.api.debugreflect=true"]
     return HgwireApp(ServerOptions(repo=public_repo, overrides=overrides), reg)
 
@@ -184,3 +194,31 @@ def test_slow_command_does_not_stall_others(app: HgwireApp) -> None:
     slow, fast = asyncio.run(both())
     assert decode_frames(fast.body)[1][1].objects == [{b"status": b"ok"}, True]
     assert decode_frames(slow.body)[1][1].objects == [{b"status": b"ok"}, True]
+
+
+def test_client_gone_stops_production(app: HgwireApp) -> None:
+    """An endless response stops once the client disconnects (else this never returns)."""
+    data = body(settings(b"identity"), req(1, "endless"))
+    messages = [{"type": "http.request", "body": data, "more_body": False}]
+    gone = asyncio.Event()
+    chunks = []
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            chunks.append(message["body"])
+            if len(chunks) == 5:
+                gone.set()
+
+    scope = {"type": "http", "method": "POST", "path": "/api/exp-http-v2-0003/ro/endless",
+             "query_string": b"", "scheme": "http", "client": ("127.0.0.1", 1),
+             "headers": [(k.lower().encode(), v.encode()) for k, v in v2_headers()]}  # fmt: skip
+    PRODUCED[0] = 0
+    asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+    assert 5 <= len(chunks) < 10
+    assert PRODUCED[0] < 100

@@ -9,6 +9,8 @@ makes uvicorn's h11 protocol use it (a context variable read by its phrase table
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -157,6 +159,28 @@ class Request:
                 yield chunk
             if not message.get("more_body", False):
                 return
+
+    @contextlib.asynccontextmanager
+    async def disconnect_watch(self) -> AsyncIterator[Callable[[], bool]]:
+        """While streaming a response: a function telling whether the client went away
+        (then production stops instead of computing a response nobody reads)."""
+        gone = False
+
+        async def watch() -> None:
+            nonlocal gone
+            while True:
+                message = await self.receive()
+                if message["type"] == "http.disconnect":
+                    gone = True
+                    return
+
+        task = asyncio.ensure_future(watch())
+        try:
+            yield lambda: gone
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     async def read_exactly(self, n: int, chunks: AsyncIterator[bytes]) -> tuple[bytes, bytes]:
         """The first ``n`` bytes of ``chunks`` and what was read past them."""

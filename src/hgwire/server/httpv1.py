@@ -14,6 +14,7 @@ gets ``400 no such method: <cmd>`` as plain text (hgwire has no web UI to fall b
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import struct
 import zlib
@@ -315,13 +316,19 @@ async def handle(
         except Exception:
             log.exception("v1 command %s failed", name)
             return await send_response(send, Response(500, b"Internal Server Error", "text/plain"))
-        return await render(send, rsp, caps, settings.config)
+        return await render(send, rsp, caps, settings.config, request)
     finally:
         if payload is not None:
             payload.close()
 
 
-async def render(send: Send, rsp: V1Response, caps: frozenset[bytes], config: ServerConfig) -> int:
+async def render(
+    send: Send,
+    rsp: V1Response,
+    caps: frozenset[bytes],
+    config: ServerConfig,
+    request: Request | None = None,
+) -> int:
     """Send a v1 response as hgweb does (spec §5.2 table)."""
     if isinstance(rsp, BytesResponse):
         return await send_response(send, Response(200, rsp.data, HGTYPE, OK_REASON))
@@ -340,7 +347,9 @@ async def render(send: Send, rsp: V1Response, caps: frozenset[bytes], config: Se
         prefix = b""
         if mediatype == HGTYPE2:
             prefix = struct.pack("B", len(engine)) + engine.encode()
-        return await stream_body(send, mediatype, rsp.chunks, compressor(engine, level), prefix)
+        return await stream_body(
+            send, mediatype, rsp.chunks, compressor(engine, level), prefix, request
+        )
     raise HgwireError(f"unknown v1 response type {type(rsp).__name__}")
 
 
@@ -350,6 +359,7 @@ async def stream_body(
     chunks: Iterator[bytes],
     compress: Callable[[bytes | None], bytes],
     prefix: bytes = b"",
+    request: Request | None = None,
 ) -> int:
     """Stream ``chunks`` (produced and compressed in a worker thread) as a chunked body."""
     it = iter(chunks)
@@ -379,19 +389,25 @@ async def stream_body(
     if prefix:
         await send({"type": "http.response.body", "body": prefix, "more_body": True})
         sent += len(prefix)
-    try:
-        while not done:
-            data = await anyio.to_thread.run_sync(batch)
-            if data:
-                await send({"type": "http.response.body", "body": data, "more_body": True})
-                sent += len(data)
-    except Exception:
-        # Headers are out: the only way to tell the client is to cut the stream short.
-        log.exception("error while streaming a v1 response")
-        raise
-    finally:
-        close = getattr(it, "close", None)
-        if close is not None:
-            close()
+    async with contextlib.AsyncExitStack() as stack:
+        gone = (
+            await stack.enter_async_context(request.disconnect_watch())
+            if request is not None
+            else (lambda: False)
+        )
+        try:
+            while not done and not gone():
+                data = await anyio.to_thread.run_sync(batch)
+                if data:
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+                    sent += len(data)
+        except Exception:
+            # Headers are out: the only way to tell the client is to cut the stream short.
+            log.exception("error while streaming a v1 response")
+            raise
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
     await send({"type": "http.response.body", "body": b"", "more_body": False})
     return sent

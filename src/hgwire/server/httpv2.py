@@ -180,7 +180,7 @@ async def process(
         else:
             msg = "no command request received\n"
         return await send_response(send, text(200, msg))
-    return await stream_frames(send, final)
+    return await stream_frames(send, final, request)
 
 
 def dispatch(
@@ -212,7 +212,7 @@ def _objects(cmd: V2Command, ctx: CommandContext, kwargs: dict[str, Any]) -> Ite
         raise
 
 
-async def stream_frames(send: Send, frames: SendFrames) -> int:
+async def stream_frames(send: Send, frames: SendFrames, request: Request) -> int:
     """Send the frames, produced in a worker thread, in chunks of about CHUNK_BATCH."""
     it = frames.iter_chunks()
     done = False
@@ -233,15 +233,20 @@ async def stream_frames(send: Send, frames: SendFrames) -> int:
 
     await start_response(send, 200, [("Content-Type", FRAMINGTYPE)])
     sent = 0
-    try:
-        while not done:
-            data = await anyio.to_thread.run_sync(batch)
-            if data:
-                await send({"type": "http.response.body", "body": data, "more_body": True})
-                sent += len(data)
-    except Exception:
-        log.exception("error while streaming a v2 response")
-        raise
+    async with request.disconnect_watch() as gone:
+        try:
+            while not done and not gone():
+                data = await anyio.to_thread.run_sync(batch)
+                if data:
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+                    sent += len(data)
+        except Exception:
+            log.exception("error while streaming a v2 response")
+            raise
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
     await send({"type": "http.response.body", "body": b"", "more_body": False})
     return sent
 
