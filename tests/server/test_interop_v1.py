@@ -131,3 +131,34 @@ def test_long_header_arguments(public_repo: Path, server_factory: Callable[..., 
         conn.close()
     assert rsp.status == 200
     assert body == b"1" + b"0" * 2999
+
+
+def test_push_over_https(
+    hg72: HgRunner,
+    public_repo: Path,
+    repo_copy: Callable[[Path], Path],
+    server_factory: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    """With TLS the default ``push_ssl`` is satisfied (spec §5.2)."""
+    import shutil
+    import subprocess
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.fail("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)  # fmt: skip
+    src = repo_copy(public_repo)
+    work = tmp_path / "work"
+    hg72("clone", "-q", src, work)
+    (work / "tls.txt").write_bytes(b"over tls\n")
+    hg72("add", "tls.txt", cwd=work)
+    hg72("commit", "-m", "pushed over https", "-d", "0 0", cwd=work)
+    args = ("--certfile", str(cert), "--keyfile", str(key), "--config", "web.allow-push=*")
+    with server_factory(str(src), *args) as server:
+        url = server.url.replace("http://", "https://")
+        hg72("push", "--insecure", "-r", ".", url, cwd=work)
+    assert _lines(hg72("log", "-r", "tip", "-T", "{desc}", cwd=src)) == "pushed over https"
