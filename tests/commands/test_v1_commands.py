@@ -139,6 +139,8 @@ def _session(repo: Path) -> bytes:
         )
     )  # fmt: skip
     reqs.append(request(b"clonebundles"))
+    reqs.append(request(b"debugwireargs", {b"one": b"1", b"two": b"2 2", b"four": b"4",
+                                           b"five": b"5"}))  # fmt: skip
     reqs.append(request(b"nosuchcommand"))
     reqs.append(request(b"heads"))
     return b"".join(reqs)
@@ -156,7 +158,8 @@ def test_string_commands_match_hg60(
     session = _session(repo)
     theirs = serve_hg(hg60_path, repo, session, hgrc)
     ours = serve_hgwire(repo, session, hgrc)
-    assert theirs[2] == 0 and theirs[1] == b""
+    assert theirs[2] == 0
+    assert theirs[1] == b"warning: debugwireargs ignored unexpected arguments five\n"
     assert ours[0] == theirs[0], divergence(ours[0], theirs[0])
     assert ours[1:] == theirs[1:]
 

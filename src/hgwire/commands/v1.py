@@ -343,6 +343,19 @@ def lookup(ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | No
     return BytesResponse(b"1 %s\n" % node.hex().encode())
 
 
+@REGISTRY.v1command(b"debugwireargs", b"one two *")
+def debugwireargs(
+    ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | None
+) -> V1Response:
+    """Echo ``one two three four five`` (``None`` for absent ones; only ``three`` and
+    ``four`` are taken from the other arguments, the rest is warned about)."""
+    others = [k for k in args if k not in (b"one", b"two", b"three", b"four")]
+    if others:
+        ctx.output(b"warning: debugwireargs ignored unexpected arguments %s\n" % b",".join(others))
+    values = [args.get(k, b"None") for k in (b"one", b"two", b"three", b"four")]
+    return BytesResponse(b" ".join([*values, b"None"]))
+
+
 def _secret_bookmark(view: common.ServedView, key: bytes) -> bool:
     node = view.bookmarks.get(key)
     return node is not None and view.rev(node) is None
