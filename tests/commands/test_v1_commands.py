@@ -346,8 +346,9 @@ CLIENTCAPS = b"HG20,bundle2=" + bundle2.urlquote(bundle2.encodecaps(bundle2.clie
          [b"changegroup", b"bookmarks", b"listkeys", b"listkeys", b"phase-heads"]),
         ({b"stream": b"1", b"cg": b"0", b"listkeys": b"bookmarks"}, [b"stream2", b"listkeys"]),
         ({b"common": b"<heads>", b"phases": b"1"}, [b"phase-heads"]),
+        ({b"heads": b""}, [b"changegroup"]),
     ],
-    ids=["default", "no-cg", "everything", "stream", "nothing-missing"],
+    ids=["default", "no-cg", "everything", "stream", "nothing-missing", "empty-heads"],
 )  # fmt: skip
 def test_getbundle_parts_follow_arguments(
     public_repo: Path, args: dict[bytes, bytes], parts: list[bytes]

@@ -475,7 +475,7 @@ def getbundle(
         return bool(value)
 
     view = common.served(ctx.repo)
-    heads = nodes(b"heads") if b"heads" in opts else None
+    heads = nodes(b"heads") or None  # absent or empty: every served head (as 6.0)
     common_ = [n for n in nodes(b"common") if n != NULLID]
     stream = flag(b"stream", False)
     if _flag(ctx, b"server", b"disablefullbundle", False) and flag(b"cg", True) and not stream:
