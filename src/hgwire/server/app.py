@@ -95,7 +95,7 @@ class HgwireApp:
         self._repos: dict[str, ServedRepo] = {}
         self._last_scan = 0.0
         if options.repo is not None:
-            root = Repository.open(options.repo, recover=False).root  # fails early
+            root = Repository.open(options.repo, recover=False, search=False).root  # fails early
             self._repos[""] = self._served("", root)
         else:
             self._scan()

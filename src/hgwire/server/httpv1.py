@@ -184,7 +184,7 @@ def v1_refusal(request: Request, denied: auth.Denied) -> Response:
 
 def open_repo(served: ServedRepo) -> Repository:
     """The repository, opened for one request (readers never roll back journals)."""
-    return Repository.open(served.root, recover=False)
+    return Repository.open(served.root, recover=False, search=False)
 
 
 def run_v1(
