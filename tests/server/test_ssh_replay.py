@@ -96,3 +96,12 @@ def test_missing_repository(tmp_path: Path) -> None:
     assert proc.stderr.startswith(
         b"abort: repository %s not found" % str(tmp_path / "none").encode()
     )
+
+
+def test_subdirectory_is_not_a_repository(served: Path) -> None:
+    """``-R`` must name the repository root (a subdirectory is not found, as in hg)."""
+    sub = served / "sub"
+    sub.mkdir()
+    proc = _run([str(SHIM), "-R", str(sub), "serve", "--stdio"], b"hello\n")
+    assert proc.returncode == 255 and proc.stdout == b""
+    assert proc.stderr.startswith(b"abort: repository %s not found" % str(sub).encode())

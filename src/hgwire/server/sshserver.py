@@ -350,6 +350,8 @@ def serve_stdio(
     fin = fin if fin is not None else sys.stdin.buffer
     fout = fout if fout is not None else sys.stdout.buffer
     try:
+        if not (Path(path) / ".hg").is_dir():  # -R names the root itself, as in hg
+            raise RepositoryError(f"no .hg directory in {path}")
         repo = Repository.open(path, recover=False)
     except (RepositoryError, OSError) as exc:
         ferr.write(b"abort: repository %s not found\n" % path.encode("utf-8", "replace"))
