@@ -257,6 +257,7 @@ def test_clonebundles_manifest(public_repo: Path, repo_copy: Callable[[Path], Pa
     manifest = b"https://example.com/full.hg BUNDLESPEC=gzip-v2\n"
     (repo / ".hg" / "clonebundles.manifest").write_bytes(manifest)
     assert data(call(ctx, b"clonebundles")) == manifest
+    assert data(call(ctx, b"clonebundles_manifest", {b"extra": b"x"})) == manifest
     assert b"clonebundles" in data(call(ctx, b"capabilities")).split()
 
 

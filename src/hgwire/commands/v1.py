@@ -369,6 +369,15 @@ def clonebundles(
     return BytesResponse(ctx.repo.vfs.tryread(CLONEBUNDLES_MANIFEST))
 
 
+@REGISTRY.v1command(b"clonebundles_manifest", b"*")
+def clonebundles_manifest(
+    ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | None
+) -> V1Response:
+    """7.2's name for :func:`clonebundles` (not advertised: clients use it only when a
+    server lists ``clonebundles_manifest``)."""
+    return BytesResponse(ctx.repo.vfs.tryread(CLONEBUNDLES_MANIFEST))
+
+
 @REGISTRY.v1command(b"pushkey", b"namespace key old new", permission="push")
 def pushkey(ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | None) -> V1Response:
     """``<0|1>\\n`` (hgwire prints nothing while updating a key, so no output follows)."""
