@@ -24,6 +24,7 @@ from hgwire.repo.revlog import (
     nullid,
     nullrev,
 )
+from hgwire.repo.transaction import Transaction
 from hgwire.repo.vfs import VFS
 
 
@@ -38,6 +39,12 @@ class FakeTransaction:
     def add(self, path: str, offset: int) -> None:
         assert path not in self.backups, "add after addbackup on one file"
         self.entries.setdefault(path, offset)
+
+    def findoffset(self, path: str) -> int | None:
+        return self.entries.get(path)
+
+    def hasbackup(self, path: str) -> bool:
+        return path in self.backups
 
     def addbackup(self, path: str) -> None:
         assert path not in self.entries, "addbackup after add on one file"
@@ -288,6 +295,25 @@ def test_stays_inline_when_split_mid_transaction_would_be_unsafe(vfs: VFS) -> No
     for i in range(1, 5):
         again.addrevision(os.urandom(40000), FakeTransaction(vfs), i, nullid, nullid)
     assert not Revlog(vfs, "data/f").inline
+
+
+def test_second_object_never_splits_a_file_appended_to_in_the_transaction(vfs: VFS) -> None:
+    # the decision to split comes from the transaction, not from the object's memory
+    Revlog(vfs, "data/f", compression="none").addrevision(
+        b"x" * 100, FakeTransaction(vfs), 0, nullid, nullid
+    )
+    before = vfs.read("data/f.i")
+    tr = Transaction(vfs, {"store": vfs, "plain": vfs}, undo=None)
+    first = Revlog(vfs, "data/f", compression="none")
+    first.addrevision(os.urandom(1000), tr, 1, nullid, nullid)
+    second = Revlog(vfs, "data/f", compression="none")
+    second.addrevision(os.urandom(140000), tr, 2, nullid, nullid)  # crosses 128 KiB
+    assert second.inline  # appended to by `first`: rewriting it would break hg 6.0 recover
+    assert not tr.hasbackup("data/f.i")
+    assert tr.journaled() == [(b"data/f.i", len(before))]
+    assert Revlog(vfs, "data/f").revision(2) == second.revision(2)
+    tr.abort()
+    assert vfs.read("data/f.i") == before and not vfs.exists("data/f.d")
 
 
 def test_appends_are_journaled_with_sizes(vfs: VFS) -> None:

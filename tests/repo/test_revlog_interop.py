@@ -254,6 +254,12 @@ class Journal:
     def add(self, path: str, offset: int) -> None:
         self.entries.setdefault(path, offset)
 
+    def findoffset(self, path: str) -> int | None:
+        return self.entries.get(path)
+
+    def hasbackup(self, path: str) -> bool:
+        return path in self.backups
+
     def addbackup(self, path: str) -> None:
         self.backups.setdefault(path, self.vfs.tryread(path) if self.vfs.exists(path) else None)
 

@@ -338,10 +338,10 @@ class Repository:
         tr = self.currenttransaction()
         if tr is None:
             return Filelog(self.svfs, path, **self.revlog_options)
-        # Within a transaction every caller gets the same object: a revlog decides whether
-        # it may rewrite its index (inline split) from what it appended in this
-        # transaction, which a second object would not know (the journal could then not
-        # undo the rewrite for every Mercurial version).
+        # Within a transaction every caller gets the same object: a revlog knows its
+        # on-disk size from what it loaded and appended, so a second object appending to
+        # the same file would leave the first one's view stale (the split decision itself
+        # is asked of the transaction and is safe either way).
         files: dict[bytes, Filelog] = self._cache.setdefault(("files", id(tr)), {})
         fl = files.get(path)
         if fl is None:

@@ -29,6 +29,8 @@ before the transaction (``tr.add(index, 0)``: rollback deletes both files), or n
 appended to it yet in this transaction (``tr.addbackup(index)`` first: rollback restores
 the inline file whole). Otherwise the revlog stays inline past 128 KiB until its first
 write in a later transaction — Mercurial reads such revlogs and splits them itself (§3.4).
+Which case applies is asked of the transaction (``tr.findoffset``), never remembered per
+object: another object for the same file may have appended in this transaction.
 """
 
 from __future__ import annotations
@@ -86,11 +88,18 @@ class Transaction(Protocol):
     ``addbackup(path)``: called before a file is rewritten in place; rollback restores the
     file as it was at this call. A revlog never calls both for one file in one
     transaction, so the order in which rollback applies them does not matter.
+    ``findoffset(path)``: the offset ``add`` recorded for ``path`` in this transaction
+    (by any writer), None if it was not journaled by size. ``hasbackup(path)``: whether
+    ``addbackup`` was called for ``path`` in this transaction.
     """
 
     def add(self, path: str, offset: int) -> None: ...
 
     def addbackup(self, path: str) -> None: ...
+
+    def findoffset(self, path: str) -> int | None: ...
+
+    def hasbackup(self, path: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -198,7 +207,6 @@ class Revlog:
         self._chaininfo: dict[int, tuple[int, int, int]] = {}  # rev -> (len, size, base)
         self._segment: tuple[int, bytes] = (0, b"")  # read cache over the data file
         self._tr: Any = None
-        self._journaled: dict[str, int] = {}  # path -> offset given to tr.add, -1 = backup
         self._snapshot_memo: dict[int, bool] = {}
         self._zstd_c: Any = None
         self._handles: dict[str, IO[bytes]] | None = None  # open for appends in addgroup
@@ -771,13 +779,9 @@ class Revlog:
         return b"u" + data
 
     def _journal(self, tr: Transaction, path: str) -> None:
-        if tr is not self._tr:
-            self._tr = tr
-            self._journaled = {}
-        if path not in self._journaled:
-            size = self.opener.size(path)
-            tr.add(path, size)
-            self._journaled[path] = size
+        """Journal ``path``'s size before its first append in ``tr`` (by any writer)."""
+        if tr.findoffset(path) is None and not tr.hasbackup(path):
+            tr.add(path, self.opener.size(path))
 
     def addrevision(
         self,
@@ -999,7 +1003,6 @@ class Revlog:
         """Append one entry (and chunk) to disk under ``tr`` (§3.5)."""
         if tr is not self._tr:
             self._tr = tr
-            self._journaled = {}
             self._check_unchanged()
             if self.persistent_nodemap:
                 from hgwire.repo import nodemap
@@ -1011,13 +1014,12 @@ class Revlog:
         if (
             self.inline
             and self._datasize() + len(chunk) >= MAX_INLINE
-            and self.indexfile not in self._journaled
+            and tr.findoffset(self.indexfile) is None
             and self.opener.size(self.indexfile) > 0
         ):
-            # nothing appended to the index in this transaction yet: split first, with a
-            # backup of the inline file as rollback target
+            # nothing appended to the index in this transaction yet (by this object or
+            # another): split first, with a backup of the inline file as rollback target
             tr.addbackup(self.indexfile)
-            self._journaled[self.indexfile] = -1
             self._split(tr)
         if self.inline:
             self._journal(tr, self.indexfile)
@@ -1079,7 +1081,7 @@ class Revlog:
                 col.append(fields[_COLUMNS[name] - 1])
         if self.inline and self._datasize() >= MAX_INLINE:
             tr = self._tr
-            if tr is not None and self._journaled.get(self.indexfile) == 0:
+            if tr is not None and tr.findoffset(self.indexfile) == 0:
                 # the index is new in this transaction: rollback deletes it anyway
                 self._split(tr)
 
