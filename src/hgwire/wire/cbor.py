@@ -27,7 +27,7 @@ from __future__ import annotations
 import io
 import re
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -42,9 +42,13 @@ __all__ = [
     "BytestringChunk",
     "Decoder",
     "IndefiniteBytes",
+    "PieceAppender",
+    "append_pieces",
     "dumps",
     "indefinite_from_buffer",
     "iter_encode",
+    "iter_indefinite_pieces",
+    "iter_pieces",
     "loads",
     "loads_all",
 ]
@@ -162,111 +166,122 @@ def _sorted_keys(keys: Any) -> list[Any]:
         raise CBOREncodeError(f"cannot order map keys or set members: {exc}") from None
 
 
-def _encode(obj: Any, out: list[Any], top: bool) -> None:
-    """Append the encoding of ``obj`` to ``out`` (bytes pieces; big bodies as-is).
+#: ``append_pieces(obj, out)``: appends ``obj``'s encoding to ``out`` as pieces.
+PieceAppender = Callable[[Any, list[Any]], None]
 
-    Small byte strings and small unsigned integers inside arrays and maps are handled
-    inline: most values in a response are exactly those.
+
+def make_piece_appender(*, frozensets: bool = False) -> PieceAppender:
+    """The piece-level encoder: ``append(obj, out)`` adds ``obj``'s CBOR to ``out``.
+
+    Pieces are those of Mercurial's ``streamencode``: every item head is its own piece and
+    a byte string body (not copied) follows its head, so frames cut from them keep 6.0's
+    boundaries (spec §3.3). ``frozensets`` also encodes frozensets as sets (the server's
+    output objects); :func:`dumps` refuses them, like Mercurial's ``cborutil``.
     """
-    t = type(obj)
-    if t is bytes:
-        n = len(obj)
-        if n < 256:
-            out.append(_BYTES_HEAD[n] + obj)
-        elif n < LARGE_BYTES:
-            out.append(_head(2, n) + obj)
-        else:
-            out.append(_head(2, n))
-            out.append(memoryview(obj))  # marks a large body for iter_encode; no copy
-    elif t is int:
-        if 0 <= obj < 256:
-            out.append(_UINT[obj])
-        elif -256 <= obj < 0:
-            out.append(_NINT[-1 - obj])
-        elif obj >= 0:
-            out.append(_head(0, obj))
-        else:
-            out.append(_head(1, -1 - obj))
-    elif t is dict:
-        append = out.append
-        n = len(obj)
-        append(_MAP_HEAD[n] if n < 256 else _head(5, n))
-        items = obj.items() if n < 2 else [(k, obj[k]) for k in _sorted_keys(obj)]
-        for k, v in items:
-            if type(k) is bytes and len(k) < 256:
-                append(_BYTES_HEAD[len(k)] + k)
+    set_types = (set, frozenset) if frozensets else (set,)
+
+    def append_pieces(obj: Any, out: list[Any]) -> None:
+        t = type(obj)
+        if t is bytes:
+            n = len(obj)
+            out.append(_BYTES_HEAD[n] if n < 256 else _head(2, n))
+            if n:
+                out.append(obj)
+        elif t is int:
+            if 0 <= obj < 256:
+                out.append(_UINT[obj])
+            elif -256 <= obj < 0:
+                out.append(_NINT[-1 - obj])
+            elif obj >= 0:
+                out.append(_head(0, obj))
             else:
-                _encode(k, out, False)
-            tv = type(v)
-            if tv is bytes:
-                if len(v) < 256:
-                    append(_BYTES_HEAD[len(v)] + v)
+                out.append(_head(1, -1 - obj))
+        elif t is dict:
+            append = out.append
+            n = len(obj)
+            append(_MAP_HEAD[n] if n < 256 else _head(5, n))
+            for k in obj if n < 2 else _sorted_keys(obj):
+                if type(k) is bytes and 0 < len(k) < 256:
+                    append(_BYTES_HEAD[len(k)])
+                    append(k)
+                else:
+                    append_pieces(k, out)
+                v = obj[k]
+                tv = type(v)
+                if tv is bytes:
+                    if 0 < len(v) < 256:
+                        append(_BYTES_HEAD[len(v)])
+                        append(v)
+                        continue
+                elif tv is int and 0 <= v < 256:
+                    append(_UINT[v])
                     continue
-            elif tv is int and 0 <= v < 256:
-                append(_UINT[v])
-                continue
-            _encode(v, out, False)
-    elif t is list or t is tuple:
-        append = out.append
-        n = len(obj)
-        append(_ARRAY_HEAD[n] if n < 256 else _head(4, n))
-        for v in obj:
-            tv = type(v)
-            if tv is bytes:
-                if len(v) < 256:
-                    append(_BYTES_HEAD[len(v)] + v)
+                append_pieces(v, out)
+        elif t is list or t is tuple:
+            append = out.append
+            n = len(obj)
+            append(_ARRAY_HEAD[n] if n < 256 else _head(4, n))
+            for v in obj:
+                tv = type(v)
+                if tv is bytes:
+                    if 0 < len(v) < 256:
+                        append(_BYTES_HEAD[len(v)])
+                        append(v)
+                        continue
+                elif tv is int and 0 <= v < 256:
+                    append(_UINT[v])
                     continue
-            elif tv is int and 0 <= v < 256:
-                append(_UINT[v])
-                continue
-            _encode(v, out, False)
-    elif obj is None:
-        out.append(b"\xf6")
-    elif obj is True:
-        out.append(b"\xf5")
-    elif obj is False:
-        out.append(b"\xf4")
-    elif t is set:
-        n = len(obj)
-        out.append(_TAG_SET_HEADER + (_ARRAY_HEAD[n] if n < 256 else _head(4, n)))
-        for v in _sorted_keys(obj):
-            _encode(v, out, False)
-    else:
-        _encode_other(obj, out, top)
+                append_pieces(v, out)
+        elif obj is None:
+            out.append(b"\xf6")
+        elif obj is True:
+            out.append(b"\xf5")
+        elif obj is False:
+            out.append(b"\xf4")
+        elif t in set_types:
+            n = len(obj)
+            out.append(_TAG_SET_HEADER)
+            out.append(_ARRAY_HEAD[n] if n < 256 else _head(4, n))
+            for v in _sorted_keys(obj):
+                append_pieces(v, out)
+        else:
+            _append_other(obj, out, append_pieces, set_types)
+
+    return append_pieces
 
 
-def _encode_other(obj: Any, out: list[Any], top: bool) -> None:
-    """Subclasses of supported types, byte-likes and indefinite byte strings."""
+def _append_other(
+    obj: Any, out: list[Any], append_pieces: PieceAppender, set_types: tuple[type, ...]
+) -> None:
+    """Subclasses of supported types, other byte-likes, and what cannot be encoded."""
     if isinstance(obj, IndefiniteBytes):
-        if not top:
-            raise CBOREncodeError(
-                "indefinite length byte strings can only be encoded as top-level values"
-            )
-        out.append(obj)
-    elif isinstance(obj, bool):  # pragma: no cover - bool cannot be subclassed
+        raise CBOREncodeError(
+            "indefinite length byte strings can only be encoded as top-level values"
+        )
+    if isinstance(obj, bool):  # pragma: no cover - bool cannot be subclassed
         out.append(b"\xf5" if obj else b"\xf4")
-    elif isinstance(obj, bytes | bytearray | memoryview):
+    elif isinstance(obj, _BYTESLIKE):
         view = _byteview(obj)
         n = len(view)
         out.append(_head(2, n))
         if n:
-            out.append(memoryview(view) if n >= LARGE_BYTES else bytes(view))
+            out.append(view)
     elif isinstance(obj, int):
-        _encode(int(obj), out, top)
+        append_pieces(int(obj), out)
     elif isinstance(obj, list | tuple):
-        _encode(list(obj), out, top)
+        append_pieces(list(obj), out)
     elif isinstance(obj, dict):
-        n = len(obj)
-        out.append(_head(5, n))
-        for k in _sorted_keys(obj):
-            _encode(k, out, False)
-            _encode(obj[k], out, False)
-    elif isinstance(obj, set):
-        _encode(set(obj), out, top)
+        append_pieces(dict(obj), out)
+    elif isinstance(obj, set_types):
+        append_pieces(set(obj), out)
     elif isinstance(obj, str):
         raise CBOREncodeError("cannot encode text strings (str); Mercurial CBOR has none")
     else:
         raise CBOREncodeError(f"cannot encode {type(obj).__name__} as Mercurial CBOR")
+
+
+#: The piece encoder of :func:`dumps` and :func:`iter_encode` (no frozensets).
+append_pieces: Final = make_piece_appender()
 
 
 def _byteview(obj: bytes | bytearray | memoryview) -> bytes | memoryview:
@@ -281,7 +296,9 @@ def _byteview(obj: bytes | bytearray | memoryview) -> bytes | memoryview:
         raise CBOREncodeError(f"cannot encode this memoryview: {exc}") from None
 
 
-def _iter_indefinite(value: IndefiniteBytes) -> Iterator[bytes | memoryview]:
+def iter_indefinite_pieces(value: IndefiniteBytes) -> Iterator[bytes | memoryview]:
+    """A top-level indefinite byte string as Mercurial streams it: ``5f``, each chunk's
+    head and body (pulled lazily, not copied), ``ff``."""
     yield b"\x5f"
     for chunk in value.chunks:
         if not isinstance(chunk, _BYTESLIKE):
@@ -290,20 +307,28 @@ def _iter_indefinite(value: IndefiniteBytes) -> Iterator[bytes | memoryview]:
             )
         view = _byteview(chunk)
         n = len(view)
-        if n >= LARGE_BYTES:
-            yield _head(2, n)
+        yield _BYTES_HEAD[n] if n < 256 else _head(2, n)
+        if n:
             yield view
-        else:
-            yield _head(2, n) + bytes(view)
     yield b"\xff"
+
+
+def iter_pieces(obj: Any) -> Iterator[bytes | memoryview]:
+    """``obj``'s encoding in Mercurial's ``streamencode`` pieces (see
+    :func:`make_piece_appender`); top-level :class:`IndefiniteBytes` chunks are lazy."""
+    if isinstance(obj, IndefiniteBytes):
+        return iter_indefinite_pieces(obj)
+    out: list[Any] = []
+    append_pieces(obj, out)
+    return iter(out)
 
 
 def dumps(obj: Any) -> bytes:
     """Encode ``obj`` to exactly the bytes Mercurial's encoder produces (spec §4.1)."""
     if isinstance(obj, IndefiniteBytes):
-        return b"".join(_iter_indefinite(obj))
+        return b"".join(iter_indefinite_pieces(obj))
     out: list[Any] = []
-    _encode(obj, out, True)
+    append_pieces(obj, out)
     return b"".join(out)
 
 
@@ -315,19 +340,19 @@ def iter_encode(obj: Any) -> Iterator[bytes | memoryview]:
     piece. The chunks of a top-level :class:`IndefiniteBytes` are pulled lazily.
     """
     if isinstance(obj, IndefiniteBytes):
-        yield from _iter_indefinite(obj)
+        yield from iter_indefinite_pieces(obj)
         return
     out: list[Any] = []
-    _encode(obj, out, True)
-    if memoryview not in set(map(type, out)):
+    append_pieces(obj, out)
+    if max(map(len, out)) < LARGE_BYTES:
         yield b"".join(out)
         return
     start = 0
     for i, piece in enumerate(out):
-        if type(piece) is memoryview:
+        if len(piece) >= LARGE_BYTES:  # only a byte string body is that long
             if i > start:
                 yield b"".join(out[start:i])
-            yield piece
+            yield piece if type(piece) is memoryview else memoryview(piece)
             start = i + 1
     if start < len(out):
         yield b"".join(out[start:])

@@ -158,61 +158,8 @@ class AlternateLocationResponse:
 # --- output streams --------------------------------------------------------------------------
 
 
-class ServerOutputStream:
-    """An outgoing (even-numbered) stream with its content encoding (spec §2.1, §2.5).
-
-    Tracks whether ``stream-begin`` and the stream-settings frame were sent; holds the
-    one compression context of the stream.
-    """
-
-    def __init__(self, stream_id: int, encoding: str) -> None:
-        self.stream_id = stream_id
-        self.encoding = encoding
-        self.identity = encoding == "identity"
-        self._codec = streams.make_encoder(encoding)
-        self.active = False
-        self.settings_sent = False
-
-    def encode(self, data: bytes | memoryview) -> bytes | memoryview:
-        """Apply the content encoding (identity returns ``data`` itself)."""
-        if self.identity:
-            return data
-        return self._codec.encode(data)
-
-    def flush(self) -> bytes:
-        """End-of-response flush of the encoder (never a finish, spec §2.1)."""
-        if self.identity:
-            return b""
-        return self._codec.flush()
-
-    def make_frame(
-        self,
-        request_id: int,
-        type_id: int,
-        flags: int,
-        payload: bytes | memoryview,
-        encoded: bool = False,
-    ) -> Frame:
-        """A frame on this stream; the first one carries ``stream-begin``."""
-        stream_flags = 0
-        if not self.active:
-            stream_flags = _BEGIN
-            self.active = True
-        if encoded:
-            stream_flags |= _ENCODED
-        return Frame(request_id, self.stream_id, stream_flags, type_id, flags, payload)
-
-    def settings_frame(self, request_id: int) -> Frame | None:
-        """The stream-settings frame naming the encoding, once per stream (spec §2.4)."""
-        if self.settings_sent:
-            return None
-        self.settings_sent = True
-        return self.make_frame(
-            request_id,
-            FrameType.STREAM_SETTINGS,
-            _SETTINGS_EOS,
-            cbor.dumps(self.encoding.encode("ascii")),
-        )
+#: The server's output streams are :class:`~hgwire.wire.streams.OutputStream` objects.
+ServerOutputStream = streams.OutputStream
 
 
 # --- request bookkeeping ---------------------------------------------------------------------
@@ -631,7 +578,7 @@ class ServerReactor:
         """Allocate the next outgoing stream (2, 4, 6, ...) with the chosen encoding."""
         stream_id = self._next_stream_id
         self._next_stream_id += 2
-        return ServerOutputStream(stream_id, self.choose_encoding())
+        return streams.OutputStream(stream_id, self.choose_encoding())
 
     make_output_stream = output_stream
 
@@ -789,7 +736,7 @@ class ServerReactor:
                             raise HgwireError(
                                 "alternatelocationresponse seen after initial output object"
                             )
-                        settings = stream.settings_frame(rid)
+                        settings = stream.make_settings_frame(rid)
                         if settings is not None:
                             yield settings
                         payload = obj.encode_status()
@@ -810,7 +757,7 @@ class ServerReactor:
                     if isinstance(obj, EncodedResponse):
                         yield from emitter.send_chunks([obj.data])
                     elif isinstance(obj, cbor.IndefiniteBytes):
-                        yield from emitter.send_chunks(_indefinite_chunks(obj))
+                        yield from emitter.send_chunks(cbor.iter_indefinite_pieces(obj))
                     else:
                         yield from emitter.send_object(obj)
                 except Exception as e:
@@ -835,7 +782,7 @@ def _exc_bytes(exc: BaseException) -> bytes:
 def _ok_frames(stream: ServerOutputStream, rid: int) -> Iterator[Frame]:
     """Stream settings if not sent yet, then ``{status: ok}`` (omitted when the encoder
     returns nothing, spec §2.5)."""
-    settings = stream.settings_frame(rid)
+    settings = stream.make_settings_frame(rid)
     if settings is not None:
         yield settings
     ok = stream.encode(_OK_STATUS)
@@ -860,123 +807,12 @@ def _eos_frames(stream: ServerOutputStream, rid: int, maxsize: int) -> Iterator[
         yield stream.make_frame(rid, FrameType.COMMAND_RESPONSE, flags, chunk, encoded=True)
 
 
-# --- CBOR chunks at Mercurial's granularity ----------------------------------------------------
+# --- CBOR pieces at Mercurial's granularity ---------------------------------------------------
 
-_HEADS: list[list[bytes]] = [
-    [bytes([(major << 5) | n]) if n < 24 else bytes([(major << 5) | 24, n]) for n in range(256)]
-    for major in range(8)
-]
-_BYTESLIKE = (bytes, bytearray, memoryview)
-#: Types :func:`_chunks` encodes directly (the per-value hot path).
+#: The server's piece encoder: Mercurial's ``streamencode`` pieces (frozensets as sets).
+_append_pieces = cbor.make_piece_appender(frozensets=True)
+#: Types :func:`_append_pieces` encodes directly (the per-value hot path).
 _PLAIN_TYPES = frozenset({bytes, int, dict, list, tuple, bool, type(None), set, frozenset})
-
-
-def _head(major: int, n: int) -> bytes:
-    if n < 256:
-        return _HEADS[major][n]
-    return _long_head(major, n)
-
-
-def _long_head(major: int, n: int) -> bytes:
-    mt = major << 5
-    if n < 0x10000:
-        return bytes((mt | 25,)) + n.to_bytes(2, "big")
-    if n < 0x100000000:
-        return bytes((mt | 26,)) + n.to_bytes(4, "big")
-    if n < 0x10000000000000000:
-        return bytes((mt | 27,)) + n.to_bytes(8, "big")
-    raise CBOREncodeError("big integers not supported")
-
-
-def _sorted(keys: Iterable[Any]) -> list[Any]:
-    keys = list(keys)
-    try:
-        if len(set(map(type, keys))) <= 1:
-            return sorted(keys)
-        return sorted(keys, key=lambda v: (type(v).__name__, v))
-    except TypeError as exc:
-        raise CBOREncodeError(f"cannot order map keys or set members: {exc}") from None
-
-
-def _chunks(obj: Any, out: list[bytes | memoryview]) -> None:
-    """Append ``obj``'s CBOR in the pieces Mercurial's ``streamencode`` yields.
-
-    Every item head is its own piece and byte string bodies are separate pieces (not
-    copied); 6.0's frame boundaries (spec §3.3) depend on these piece boundaries.
-    """
-    t = type(obj)
-    if t is bytes:
-        n = len(obj)
-        out.append(_HEADS[2][n] if n < 256 else _long_head(2, n))
-        if n:
-            out.append(obj)
-    elif t is int:
-        if 0 <= obj < 256:
-            out.append(_HEADS[0][obj])
-        elif -256 <= obj < 0:
-            out.append(_HEADS[1][-1 - obj])
-        elif obj >= 0:
-            out.append(_long_head(0, obj))
-        else:
-            out.append(_long_head(1, -1 - obj))
-    elif t is dict:
-        n = len(obj)
-        out.append(_HEADS[5][n] if n < 256 else _long_head(5, n))
-        for k in obj if n == 1 else _sorted(obj):
-            _chunks(k, out)
-            _chunks(obj[k], out)
-    elif t is list or t is tuple:
-        n = len(obj)
-        out.append(_HEADS[4][n] if n < 256 else _long_head(4, n))
-        for v in obj:
-            _chunks(v, out)
-    elif obj is None:
-        out.append(b"\xf6")
-    elif obj is True:
-        out.append(b"\xf5")
-    elif obj is False:
-        out.append(b"\xf4")
-    elif t is set or t is frozenset:
-        out.append(b"\xd9\x01\x02")
-        n = len(obj)
-        out.append(_HEADS[4][n] if n < 256 else _long_head(4, n))
-        for v in _sorted(obj):
-            _chunks(v, out)
-    elif isinstance(obj, cbor.IndefiniteBytes):
-        raise CBOREncodeError(
-            "indefinite length byte strings can only be encoded as top-level values"
-        )
-    elif isinstance(obj, bool):  # pragma: no cover - bool cannot be subclassed
-        out.append(b"\xf5" if obj else b"\xf4")
-    elif isinstance(obj, _BYTESLIKE):
-        view = memoryview(obj).cast("B")
-        out.append(_head(2, len(view)))
-        if len(view):
-            out.append(view)
-    elif isinstance(obj, int):
-        _chunks(int(obj), out)
-    elif isinstance(obj, list | tuple):
-        _chunks(list(obj), out)
-    elif isinstance(obj, dict):
-        _chunks(dict(obj), out)
-    elif isinstance(obj, set | frozenset):
-        _chunks(set(obj), out)
-    else:
-        out.append(cbor.dumps(obj))  # raises CBOREncodeError for what CBOR cannot hold
-
-
-def _indefinite_chunks(value: cbor.IndefiniteBytes) -> Iterator[bytes | memoryview]:
-    """An indefinite byte string as Mercurial streams it: ``5f``, head+chunk..., ``ff``."""
-    yield b"\x5f"
-    for chunk in value.chunks:
-        if not isinstance(chunk, _BYTESLIKE):
-            raise CBOREncodeError("indefinite byte string chunks must be bytes")
-        piece = chunk if isinstance(chunk, bytes) else memoryview(chunk).cast("B")
-        n = len(piece)
-        yield _head(2, n)
-        if n:
-            yield piece
-    yield b"\xff"
 
 
 class _Emitter:
@@ -1024,7 +860,7 @@ class _Emitter:
         :meth:`emit_pieces` must turn into frames (its pieces, or ``[]``: a batch of
         pending raw input is ready for the encoder)."""
         pieces: list[bytes | memoryview] = []
-        _chunks(obj, pieces)
+        _append_pieces(obj, pieces)
         total = sum(map(len, pieces))
         if self._identity:
             if total + self._size < self._maxsize:

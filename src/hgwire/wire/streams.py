@@ -54,6 +54,12 @@ DEFAULT_MAX_FRAME_OUTPUT = 64 * 1048576
 #: Default cap on the CBOR bytes of one settings message (6.0 has none).
 DEFAULT_MAX_SETTINGS_SIZE = 65536
 
+# Flags as plain ints: IntFlag arithmetic is slow on hot paths.
+_BEGIN = int(StreamFlag.BEGIN)
+_ENCODED = int(StreamFlag.ENCODED)
+_SETTINGS_EOS = int(SettingsFlag.EOS)
+_STREAM_SETTINGS = int(FrameType.STREAM_SETTINGS)
+
 # Worst zstd expansion per input byte: an RLE block is 4 bytes and yields up to 128 KiB.
 _ZSTD_MAX_RATIO = 32768
 # Smallest input slice fed to zstd while an output limit is in force.
@@ -308,7 +314,10 @@ class OutputStream:
         self.stream_id = stream_id
         self.active = active
         self.settings_sent = False
-        self.encoding: bytes | None = None
+        #: The profile name as given (``bytes`` or ``str``), None without an encoder.
+        self.encoding: bytes | str | None = None
+        #: Whether ``encode`` passes data through unchanged (no encoder, or ``identity``).
+        self.identity = True
         self._encoder: Encoder | None = None
         if encoding is not None:
             self.set_encoder(encoding)
@@ -316,17 +325,19 @@ class OutputStream:
     def set_encoder(self, name: bytes | str) -> None:
         """Use profile ``name`` from now on."""
         self._encoder = make_encoder(name)
-        self.encoding = self._encoder.name
+        self.encoding = name
+        self.identity = self._encoder.name == IDENTITY
 
     def encode(self, data: BytesLike) -> bytes | memoryview:
         """Data through the encoder (unchanged without one); may return nothing."""
-        if self._encoder is None:
+        if self.identity:
             return memoryview(data) if isinstance(data, bytearray) else data
+        assert self._encoder is not None
         return self._encoder.encode(data)
 
     def flush(self) -> bytes:
         """Everything the encoder still holds, at the end of a response (spec §2.1)."""
-        return b"" if self._encoder is None else self._encoder.flush()
+        return b"" if self.identity else self._encoder.flush()  # type: ignore[union-attr]
 
     def make_frame(
         self,
@@ -341,16 +352,16 @@ class OutputStream:
 
         Marking a frame encoded before stream settings went out is a programming error.
         """
-        stream_flags = 0 if self.active else StreamFlag.BEGIN
+        stream_flags = 0 if self.active else _BEGIN
         if encoded:
             if not self.settings_sent:
                 raise EncodingError(
                     "attempting to send encoded frame without sending stream settings"
                 )
-            stream_flags |= StreamFlag.ENCODED
+            stream_flags |= _ENCODED
         frame = make_frame(request_id, self.stream_id, stream_flags, type_id, flags, payload)
         self.active = True
-        if type_id == FrameType.STREAM_SETTINGS and flags & SettingsFlag.EOS:
+        if type_id == _STREAM_SETTINGS and flags & _SETTINGS_EOS:
             self.settings_sent = True
         return frame
 
