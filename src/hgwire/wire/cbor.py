@@ -29,7 +29,7 @@ import re
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import cbor2
 
@@ -273,7 +273,7 @@ def _append_other(
     elif isinstance(obj, dict):
         append_pieces(dict(obj), out)
     elif isinstance(obj, set_types):
-        append_pieces(set(obj), out)
+        append_pieces(set(cast(Iterable[Any], obj)), out)
     elif isinstance(obj, str):
         raise CBOREncodeError("cannot encode text strings (str); Mercurial CBOR has none")
     else:

@@ -30,24 +30,19 @@ from hgwire.wire.events import (
 )
 from hgwire.wire.frames import (
     DEFAULT_MAX_FRAME_SIZE,
-    CommandResponseFlag,
+    RESPONSE_CONTINUATION,
+    RESPONSE_EOS,
+    SETTINGS_CONTINUATION,
+    SETTINGS_EOS,
+    STREAM_BEGIN,
+    STREAM_ENCODED,
+    STREAM_END,
     Frame,
     FrameReader,
     FrameType,
-    SettingsFlag,
-    StreamFlag,
     create_command_frames,
     create_sender_protocol_settings_frame,
 )
-
-# Flags as plain ints: IntFlag arithmetic is slow on hot paths.
-_BEGIN = int(StreamFlag.BEGIN)
-_END = int(StreamFlag.END)
-_ENCODED = int(StreamFlag.ENCODED)
-_SETTINGS_CONTINUATION = int(SettingsFlag.CONTINUATION)
-_SETTINGS_EOS = int(SettingsFlag.EOS)
-_RESP_CONTINUATION = int(CommandResponseFlag.CONTINUATION)
-_RESP_EOS = int(CommandResponseFlag.EOS)
 
 __all__ = ["DEFAULT_CLIENT_ENCODINGS", "ClientReactor", "ClientUsageError", "CommandResponse"]
 
@@ -285,19 +280,19 @@ class ClientReactor:
             return [_error(f"received frame with odd numbered stream ID: {sid}")]
         stream = self._incoming.get(sid)
         if stream is None:
-            if not frame.stream_flags & _BEGIN:
+            if not frame.stream_flags & STREAM_BEGIN:
                 return [
                     _error("received frame on unknown stream without beginning of stream flag set")
                 ]
             stream = streams.InputStream(sid, max_frame_output=self.max_decoded_frame_size)
             self._incoming[sid] = stream
         payload = frame.payload
-        if frame.stream_flags & _ENCODED:
+        if frame.stream_flags & STREAM_ENCODED:
             try:
                 payload = stream.decode(payload)
             except HgwireError as e:
                 return [_error(f"error decoding frame payload on stream {sid}: {e}")]
-        if frame.stream_flags & _END:
+        if frame.stream_flags & STREAM_END:
             del self._incoming[sid]
         type_id = frame.type_id
         if type_id == FrameType.STREAM_SETTINGS:
@@ -320,8 +315,8 @@ class ClientReactor:
     def _on_stream_settings(
         self, frame: Frame, stream: streams.InputStream, payload: bytes | memoryview
     ) -> list[ClientEvent]:
-        more = frame.flags & _SETTINGS_CONTINUATION
-        eos = frame.flags & _SETTINGS_EOS
+        more = frame.flags & SETTINGS_CONTINUATION
+        eos = frame.flags & SETTINGS_EOS
         if more and eos:
             return [
                 _error(
@@ -361,14 +356,15 @@ class ClientReactor:
         self, request: CommandResponse, flags: int, payload: bytes | memoryview
     ) -> list[ClientEvent]:
         rid = request.request_id
-        eos = bool(flags & _RESP_EOS)
+        eos = bool(flags & RESPONSE_EOS)
         data = payload if isinstance(payload, bytes) else bytes(payload)
         if eos:
             request.state = "received"
             del self._active[rid]
         else:
             request.state = "receiving"
-        events: list[ClientEvent] = [ResponseData(rid, data, eos, bool(flags & _RESP_CONTINUATION))]
+        more = bool(flags & RESPONSE_CONTINUATION)
+        events: list[ClientEvent] = [ResponseData(rid, data, eos, more)]
         if data and request.decode_error is None:
             try:
                 values = request.feed(data)

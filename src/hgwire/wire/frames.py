@@ -5,7 +5,7 @@ length, a 16-bit little-endian request id, a stream id, stream flags, and one by
 high nibble is the frame type and low nibble the per-type flags.
 
 The frame builders at the end mirror the 6.0 ones (``wireprotoframing.create*``) byte for
-byte; they take a stream object (:class:`FrameStream`, implemented by
+byte; they take a stream object (:class:`~hgwire.wire.streams.OutputStream`,
 :class:`hgwire.wire.streams.OutputStream`) that adds the stream flags and content encoding.
 """
 
@@ -15,10 +15,13 @@ import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 from hgwire.errors import FrameError
 from hgwire.wire import cbor
+
+if TYPE_CHECKING:
+    from hgwire.wire.streams import OutputStream
 
 #: Anything frame code accepts as bytes.
 BytesLike = bytes | bytearray | memoryview
@@ -82,6 +85,22 @@ class SettingsFlag(IntFlag):
 
     CONTINUATION = 0x01
     EOS = 0x02
+
+
+#: Flags as plain ints, for hot paths (``IntFlag`` arithmetic is slow).
+STREAM_BEGIN: Final = int(StreamFlag.BEGIN)
+STREAM_END: Final = int(StreamFlag.END)
+STREAM_ENCODED: Final = int(StreamFlag.ENCODED)
+SETTINGS_CONTINUATION: Final = int(SettingsFlag.CONTINUATION)
+SETTINGS_EOS: Final = int(SettingsFlag.EOS)
+REQUEST_NEW: Final = int(CommandRequestFlag.NEW)
+REQUEST_CONTINUATION: Final = int(CommandRequestFlag.CONTINUATION)
+REQUEST_MORE: Final = int(CommandRequestFlag.MORE)
+REQUEST_HAVE_DATA: Final = int(CommandRequestFlag.HAVE_DATA)
+DATA_CONTINUATION: Final = int(CommandDataFlag.CONTINUATION)
+DATA_EOS: Final = int(CommandDataFlag.EOS)
+RESPONSE_CONTINUATION: Final = int(CommandResponseFlag.CONTINUATION)
+RESPONSE_EOS: Final = int(CommandResponseFlag.EOS)
 
 
 #: Names used by the human-readable frame syntax and debug output (spec §1.7).
@@ -366,30 +385,20 @@ class FrameReader:
         unpack = _HEADER.unpack_from
         max_payload = self.max_payload
         append = frames.append
-        if isinstance(data, bytes):
-            while size - pos >= FRAME_HEADER_SIZE:
-                lo, hi, rid, sid, sflags, tf = unpack(data, pos)
-                length = lo | hi << 16
-                if length > max_payload:
-                    self._check_length(length)
-                start = pos + FRAME_HEADER_SIZE
-                end = start + length
-                if end > size:
-                    break
-                append(Frame(rid, sid, sflags, tf >> 4, tf & 0x0F, data[start:end]))
-                pos = end
-        else:
-            while size - pos >= FRAME_HEADER_SIZE:
-                lo, hi, rid, sid, sflags, tf = unpack(data, pos)
-                length = lo | hi << 16
-                if length > max_payload:
-                    self._check_length(length)
-                start = pos + FRAME_HEADER_SIZE
-                end = start + length
-                if end > size:
-                    break
-                append(Frame(rid, sid, sflags, tf >> 4, tf & 0x0F, data[start:end].tobytes()))
-                pos = end
+        while size - pos >= FRAME_HEADER_SIZE:
+            lo, hi, rid, sid, sflags, tf = unpack(data, pos)
+            length = lo | hi << 16
+            if length > max_payload:
+                self._check_length(length)
+            start = pos + FRAME_HEADER_SIZE
+            end = start + length
+            if end > size:
+                break
+            body = data[start:end]
+            if type(body) is memoryview:  # copied out of the caller's buffer, once
+                body = body.tobytes()
+            append(Frame(rid, sid, sflags, tf >> 4, tf & 0x0F, body))
+            pos = end
         if pos < size:
             # The start of a frame (its header, if complete, was checked above).
             buf += memoryview(data)[pos:] if pos else data
@@ -429,30 +438,6 @@ def read_frames(data: BytesLike, max_payload: int = MAX_PAYLOAD_LENGTH) -> list[
 # Frame builders (spec §1.6, §2.4, §3.1-§3.6), mirroring Mercurial 6.0's create* functions.
 
 
-class FrameStream(Protocol):
-    """What the builders need from an output stream (see ``streams.OutputStream``)."""
-
-    @property
-    def stream_id(self) -> int: ...
-
-    @property
-    def settings_sent(self) -> bool: ...
-
-    def make_frame(
-        self,
-        request_id: int,
-        type_id: int,
-        flags: int,
-        payload: BytesLike,
-        *,
-        encoded: bool = False,
-    ) -> Frame: ...
-
-    def encode(self, data: BytesLike) -> bytes | memoryview: ...
-
-    def flush(self) -> bytes: ...
-
-
 def _slices(data: bytes | memoryview, size: int) -> Iterator[bytes | memoryview]:
     """``data`` cut into ``size``-byte pieces without copying (memoryview slices)."""
     if len(data) <= size:
@@ -464,7 +449,7 @@ def _slices(data: bytes | memoryview, size: int) -> Iterator[bytes | memoryview]
 
 
 def create_command_frames(
-    stream: FrameStream,
+    stream: OutputStream,
     request_id: int,
     name: bytes,
     args: Mapping[bytes, Any] | None = None,
@@ -527,7 +512,7 @@ def create_command_frames(
 
 
 def create_sender_protocol_settings_frame(
-    stream: FrameStream, request_id: int, encodings: Sequence[bytes]
+    stream: OutputStream, request_id: int, encodings: Sequence[bytes]
 ) -> Frame:
     """The client's settings frame advertising content encodings (spec §2.2), flag ``eos``."""
     payload = cbor.dumps({b"contentencodings": list(encodings)})
@@ -536,7 +521,7 @@ def create_sender_protocol_settings_frame(
     )
 
 
-def create_stream_settings_frame(stream: FrameStream, request_id: int, encoding: bytes) -> Frame:
+def create_stream_settings_frame(stream: OutputStream, request_id: int, encoding: bytes) -> Frame:
     """A stream-settings frame naming ``encoding`` (spec §2.4), flag ``eos``.
 
     ``streams.OutputStream.make_settings_frame`` is the usual way to get one: it knows
@@ -550,7 +535,7 @@ def create_stream_settings_frame(stream: FrameStream, request_id: int, encoding:
 _STATUS_OK = cbor.dumps({b"status": b"ok"})
 
 
-def create_command_response_ok_frame(stream: FrameStream, request_id: int) -> Frame | None:
+def create_command_response_ok_frame(stream: OutputStream, request_id: int) -> Frame | None:
     """The ``{status: ok}`` frame opening a successful response (spec §2.5, §3.3).
 
     Once stream settings were sent the payload goes through the encoder and the frame is
@@ -572,7 +557,7 @@ def create_command_response_ok_frame(stream: FrameStream, request_id: int) -> Fr
 
 
 def create_command_response_eos_frames(
-    stream: FrameStream, request_id: int, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    stream: OutputStream, request_id: int, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
 ) -> Iterator[Frame]:
     """The frames ending a response: the encoder flush, ``eos`` on the last (spec §3.3).
 
@@ -605,7 +590,7 @@ REDIRECT_LOCATION_KEYS = (
 
 
 def create_alternate_location_response_frame(
-    stream: FrameStream,
+    stream: OutputStream,
     request_id: int,
     url: bytes,
     mediatype: bytes,
@@ -649,7 +634,7 @@ def create_alternate_location_response_frame(
 
 
 def create_command_error_response(
-    stream: FrameStream, request_id: int, message: bytes, args: Sequence[bytes] | None = None
+    stream: OutputStream, request_id: int, message: bytes, args: Sequence[bytes] | None = None
 ) -> Frame:
     """A command error: one unencoded ``eos`` response frame (spec §3.4 kind 1).
 
@@ -666,7 +651,7 @@ def create_command_error_response(
 
 
 def create_error_frame(
-    stream: FrameStream, request_id: int, message: bytes, error_type: bytes = b"server"
+    stream: OutputStream, request_id: int, message: bytes, error_type: bytes = b"server"
 ) -> Frame:
     """An ``error-response`` frame ``{type, message: [{msg}]}`` (spec §3.4 kind 2).
 
@@ -684,7 +669,7 @@ TextAtom = tuple[bytes, Sequence[bytes], Sequence[bytes]]
 
 
 def create_text_output_frame(
-    stream: FrameStream,
+    stream: OutputStream,
     request_id: int,
     atoms: Sequence[TextAtom],
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
@@ -733,7 +718,7 @@ class ResponseEmitter:
     """
 
     def __init__(
-        self, stream: FrameStream, request_id: int, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+        self, stream: OutputStream, request_id: int, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     ) -> None:
         self._stream = stream
         self._request_id = request_id

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from hgwire.errors import CBOREncodeError, CommandError, FrameError, HgwireError
+from hgwire.errors import CommandError, FrameError, HgwireError
 from hgwire.wire import cbor, streams
 from hgwire.wire.events import (
     CommandData,
@@ -28,31 +28,24 @@ from hgwire.wire.events import (
     WantFrame,
 )
 from hgwire.wire.frames import (
+    DATA_CONTINUATION,
+    DATA_EOS,
     DEFAULT_MAX_FRAME_SIZE,
-    CommandDataFlag,
-    CommandRequestFlag,
-    CommandResponseFlag,
+    REQUEST_CONTINUATION,
+    REQUEST_HAVE_DATA,
+    REQUEST_MORE,
+    REQUEST_NEW,
+    RESPONSE_CONTINUATION,
+    RESPONSE_EOS,
+    SETTINGS_CONTINUATION,
+    SETTINGS_EOS,
+    STREAM_BEGIN,
+    STREAM_ENCODED,
+    STREAM_END,
     Frame,
     FrameReader,
     FrameType,
-    SettingsFlag,
-    StreamFlag,
 )
-
-# Flags as plain ints: IntFlag arithmetic is slow on hot paths.
-_BEGIN = int(StreamFlag.BEGIN)
-_END = int(StreamFlag.END)
-_ENCODED = int(StreamFlag.ENCODED)
-_SETTINGS_CONTINUATION = int(SettingsFlag.CONTINUATION)
-_SETTINGS_EOS = int(SettingsFlag.EOS)
-_NEW = int(CommandRequestFlag.NEW)
-_REQ_CONTINUATION = int(CommandRequestFlag.CONTINUATION)
-_MORE = int(CommandRequestFlag.MORE)
-_HAVE_DATA = int(CommandRequestFlag.HAVE_DATA)
-_DATA_CONTINUATION = int(CommandDataFlag.CONTINUATION)
-_DATA_EOS = int(CommandDataFlag.EOS)
-_RESP_CONTINUATION = int(CommandResponseFlag.CONTINUATION)
-_RESP_EOS = int(CommandResponseFlag.EOS)
 
 __all__ = [
     "DEFAULT_SERVER_ENCODINGS",
@@ -303,20 +296,20 @@ class ServerReactor:
                 f"received frame with even numbered stream ID: {frame.stream_id}", state
             )
         if frame.stream_id not in self._incoming_streams:
-            if not frame.stream_flags & _BEGIN:
+            if not frame.stream_flags & STREAM_BEGIN:
                 return self._error(
                     "received frame on unknown inactive stream without beginning of "
                     "stream flag set",
                     state,
                 )
             self._incoming_streams.add(frame.stream_id)
-        if frame.stream_flags & _ENCODED:
+        if frame.stream_flags & STREAM_ENCODED:
             # 6.0 fails internally (HTTP 500); hgwire reports a protocol error.
             return self._error(
                 "received encoded frame from client: request streams must not be encoded",
                 state,
             )
-        if frame.stream_flags & _END:
+        if frame.stream_flags & STREAM_END:
             self._incoming_streams.discard(frame.stream_id)
         if len(frame.payload) > self.max_frame_size:
             return self._error(
@@ -342,8 +335,8 @@ class ServerReactor:
     def _on_protocol_settings(self, frame: Frame) -> ServerEvent:
         if frame.type_id != FrameType.SENDER_PROTOCOL_SETTINGS:
             return self._error(f"expected sender protocol settings frame; got {frame.type_id}")
-        more = frame.flags & _SETTINGS_CONTINUATION
-        eos = frame.flags & _SETTINGS_EOS
+        more = frame.flags & SETTINGS_CONTINUATION
+        eos = frame.flags & SETTINGS_EOS
         if more and eos:
             return self._error(
                 "sender protocol settings frame cannot have both continuation and end of "
@@ -387,8 +380,8 @@ class ServerReactor:
         return self._want()
 
     def _check_request_flags(self, frame: Frame) -> ProtocolErrorEvent | None:
-        new = frame.flags & _NEW
-        continuation = frame.flags & _REQ_CONTINUATION
+        new = frame.flags & REQUEST_NEW
+        continuation = frame.flags & REQUEST_CONTINUATION
         if new and continuation:
             return self._error(
                 "received command request frame with both new and continuation flags set"
@@ -410,12 +403,12 @@ class ServerReactor:
             return self._error(f"request with ID {rid} already received")
         if rid in self._active:
             return self._error(f"request with ID {rid} is already active")
-        if not frame.flags & _NEW:
+        if not frame.flags & REQUEST_NEW:
             return self._error("received command request frame without new flag set")
         if len(self._receiving) + len(self._active) >= self.max_in_flight:
             return self._error(f"too many requests in flight: the limit is {self.max_in_flight}")
-        more = bool(frame.flags & _MORE)
-        expecting = bool(frame.flags & _HAVE_DATA)
+        more = bool(frame.flags & REQUEST_MORE)
+        expecting = bool(frame.flags & REQUEST_HAVE_DATA)
         entry = _Receiving(
             payload=[bytes(frame.payload)],
             request_done=not more,
@@ -440,7 +433,7 @@ class ServerReactor:
     def _on_command_receiving(self, frame: Frame) -> ServerEvent:
         rid = frame.request_id
         if frame.type_id == FrameType.COMMAND_REQUEST:
-            if frame.flags & _NEW:
+            if frame.flags & REQUEST_NEW:
                 return self._on_idle(frame)
             bad = self._check_request_flags(frame)
             if bad is not None:
@@ -457,8 +450,8 @@ class ServerReactor:
         if entry is None:
             return self._error(f"received frame for request that is not receiving: {rid}")
         if frame.type_id == FrameType.COMMAND_REQUEST:
-            more = bool(frame.flags & _MORE)
-            expecting = bool(frame.flags & _HAVE_DATA)
+            more = bool(frame.flags & REQUEST_MORE)
+            expecting = bool(frame.flags & REQUEST_HAVE_DATA)
             if entry.request_done:
                 return self._error(
                     "received command request frame when request frames were supposedly done"
@@ -485,9 +478,9 @@ class ServerReactor:
             entry.size += len(frame.payload)
             if entry.size > self.max_request_size:
                 return self._too_large(rid)
-            if frame.flags & _DATA_CONTINUATION:
+            if frame.flags & DATA_CONTINUATION:
                 return self._want()
-            if frame.flags & _DATA_EOS:
+            if frame.flags & DATA_EOS:
                 return self._run_command(rid)
             return self._error("command data frame without flags")
         return self._error(f"received unexpected frame type: {frame.type_id}")
@@ -495,9 +488,9 @@ class ServerReactor:
     def _stream_data(self, rid: int, entry: _Receiving, frame: Frame) -> ServerEvent:
         """Data for a command already dispatched (``stream_command_data`` mode)."""
         assert entry.stream is not None
-        if frame.flags & _DATA_CONTINUATION:
+        if frame.flags & DATA_CONTINUATION:
             eos = False
-        elif frame.flags & _DATA_EOS:
+        elif frame.flags & DATA_EOS:
             eos = True
         else:
             return self._error("command data frame without flags")
@@ -692,7 +685,7 @@ class ServerReactor:
         if args:
             err[b"args"] = list(args)
         payload = cbor.dumps({b"status": b"error", b"error": err})
-        return stream.make_frame(request_id, FrameType.COMMAND_RESPONSE, _RESP_EOS, payload)
+        return stream.make_frame(request_id, FrameType.COMMAND_RESPONSE, RESPONSE_EOS, payload)
 
     def _response_frames(
         self, stream: ServerOutputStream, rid: int, objects: Iterator[Any]
@@ -743,7 +736,7 @@ class ServerReactor:
                         yield stream.make_frame(
                             rid,
                             FrameType.COMMAND_RESPONSE,
-                            _RESP_CONTINUATION,
+                            RESPONSE_CONTINUATION,
                             stream.encode(payload),
                             encoded=True,
                         )
@@ -788,7 +781,7 @@ def _ok_frames(stream: ServerOutputStream, rid: int) -> Iterator[Frame]:
     ok = stream.encode(_OK_STATUS)
     if ok:
         yield stream.make_frame(
-            rid, FrameType.COMMAND_RESPONSE, _RESP_CONTINUATION, ok, encoded=True
+            rid, FrameType.COMMAND_RESPONSE, RESPONSE_CONTINUATION, ok, encoded=True
         )
 
 
@@ -796,13 +789,13 @@ def _eos_frames(stream: ServerOutputStream, rid: int, maxsize: int) -> Iterator[
     """The final frame(s): the encoder flush, ``eos`` on the last (spec §3.3)."""
     payload = stream.flush()
     if not payload:
-        yield stream.make_frame(rid, FrameType.COMMAND_RESPONSE, _RESP_EOS, b"")
+        yield stream.make_frame(rid, FrameType.COMMAND_RESPONSE, RESPONSE_EOS, b"")
         return
     view = memoryview(payload)
     n = len(payload)
     for offset in range(0, n, maxsize):
         end = offset + maxsize
-        flags = _RESP_EOS if end >= n else _RESP_CONTINUATION
+        flags = RESPONSE_EOS if end >= n else RESPONSE_CONTINUATION
         chunk = payload if n <= maxsize else view[offset:end]
         yield stream.make_frame(rid, FrameType.COMMAND_RESPONSE, flags, chunk, encoded=True)
 
@@ -850,7 +843,7 @@ class _Emitter:
         return self._stream.make_frame(
             self._rid,
             FrameType.COMMAND_RESPONSE,
-            _RESP_CONTINUATION,
+            RESPONSE_CONTINUATION,
             payload,
             encoded=True,
         )

@@ -23,6 +23,9 @@ import zstandard
 from hgwire.errors import CBORDecodeError, EncodingError, ProtocolError
 from hgwire.wire import cbor
 from hgwire.wire.frames import (
+    SETTINGS_EOS,
+    STREAM_BEGIN,
+    STREAM_ENCODED,
     BytesLike,
     Frame,
     FrameType,
@@ -54,11 +57,6 @@ DEFAULT_MAX_FRAME_OUTPUT = 64 * 1048576
 #: Default cap on the CBOR bytes of one settings message (6.0 has none).
 DEFAULT_MAX_SETTINGS_SIZE = 65536
 
-# Flags as plain ints: IntFlag arithmetic is slow on hot paths.
-_BEGIN = int(StreamFlag.BEGIN)
-_ENCODED = int(StreamFlag.ENCODED)
-_SETTINGS_EOS = int(SettingsFlag.EOS)
-_STREAM_SETTINGS = int(FrameType.STREAM_SETTINGS)
 
 # Worst zstd expansion per input byte: an RLE block is 4 bytes and yields up to 128 KiB.
 _ZSTD_MAX_RATIO = 32768
@@ -352,16 +350,16 @@ class OutputStream:
 
         Marking a frame encoded before stream settings went out is a programming error.
         """
-        stream_flags = 0 if self.active else _BEGIN
+        stream_flags = 0 if self.active else STREAM_BEGIN
         if encoded:
             if not self.settings_sent:
                 raise EncodingError(
                     "attempting to send encoded frame without sending stream settings"
                 )
-            stream_flags |= _ENCODED
+            stream_flags |= STREAM_ENCODED
         frame = make_frame(request_id, self.stream_id, stream_flags, type_id, flags, payload)
         self.active = True
-        if type_id == _STREAM_SETTINGS and flags & _SETTINGS_EOS:
+        if type_id == FrameType.STREAM_SETTINGS and flags & SETTINGS_EOS:
             self.settings_sent = True
         return frame
 
