@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import random
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -108,3 +111,87 @@ def test_revision_branch_cache_used_and_validated(
     assert [damaged.branch(r) for r in range(len(cl))] == [truth.branch(r) for r in range(len(cl))]
     assert damaged.closed == truth.closed
     assert branchmap.for_repo(repo) == branchmap.for_repo(repo, use_cache=False)
+
+
+class _FakeChangelog:
+    """Parents, nodes and branch info of a synthetic history; counts entry reads."""
+
+    def __init__(self, p1: list[int], p2: list[int], info: dict[int, tuple[bytes, bool]]):
+        self.p1, self.p2, self.info = p1, p2, info
+        self.reads: list[int] = []
+        self.salt = b""
+
+    def __len__(self) -> int:
+        return len(self.p1)
+
+    def node(self, rev: int) -> bytes:
+        return hashlib.sha1(self.salt + b"%d" % rev).digest()
+
+    def branchinfo(self, rev: int) -> tuple[bytes, bool]:
+        self.reads.append(rev)
+        return self.info[rev]
+
+    def parentrevs_array(self) -> tuple[list[int], list[int]]:
+        return self.p1, self.p2
+
+
+class _FakeRepo:
+    def __init__(self, base: Path, cl: _FakeChangelog) -> None:
+        self.changelog = cl
+        self.svfs = SimpleNamespace(base=base)
+
+
+def _grow(cl: _FakeChangelog, rnd: random.Random, count: int) -> None:
+    for _ in range(count):
+        rev = len(cl)
+        p1 = rev - 1 if rnd.random() < 0.7 else rnd.randrange(-1, rev)
+        p2 = rnd.randrange(-1, rev) if rev and rnd.random() < 0.2 else -1
+        cl.p1.append(p1)
+        cl.p2.append(p2 if p2 != p1 else -1)
+        cl.info[rev] = (rnd.choice([b"default", b"stable", b"b3"]), rnd.random() < 0.2)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_for_repo_cache_is_incremental_and_matches_a_full_computation(
+    tmp_path: Path, seed: int
+) -> None:
+    rnd = random.Random(seed)
+    cl = _FakeChangelog([], [], {})
+    repo = _FakeRepo(tmp_path / f"store{seed}", cl)
+    branchmap.clear_cache()
+
+    def fresh(visible: bytearray | None = None) -> branchmap.BranchMap:
+        info = branchmap.read_branchinfo(len(cl), cl.info.__getitem__)
+        return branchmap.compute(DAG.from_storage(cl), info, visible)  # type: ignore[arg-type]
+
+    assert branchmap.for_repo(repo) == fresh()  # empty history
+    _grow(cl, rnd, 60)
+    assert branchmap.for_repo(repo) == fresh()
+    assert sorted(cl.reads) == list(range(60))
+    cl.reads.clear()
+    got = branchmap.for_repo(repo)
+    assert got == fresh() and cl.reads == []  # same history: nothing read again
+    got.heads.clear()  # callers get their own copy
+    assert branchmap.for_repo(repo) == fresh()
+    cl.reads.clear()
+    _grow(cl, rnd, 7)
+    assert branchmap.for_repo(repo) == fresh()
+    assert cl.reads == list(range(60, 67))  # only the new revisions
+    # a served view: hide the last 5 revisions, then grow (the prefix stays the same)
+    cl.reads.clear()
+    visible = bytearray([1] * 62 + [0] * 5)
+    assert branchmap.for_repo(repo, visible=visible) == fresh(visible)
+    _grow(cl, rnd, 3)
+    visible += b"\x01\x00\x01"
+    assert branchmap.for_repo(repo, visible=visible) == fresh(visible)
+    visible[10] = 0  # an older revision hidden (its descendants too, in a real view)
+    assert branchmap.for_repo(repo, visible=visible) == fresh(visible)
+    assert cl.reads == list(range(67, 70))
+    # history replaced under the same store path (strip / new repository): all read again
+    cl.reads.clear()
+    cl.salt = b"other"
+    assert branchmap.for_repo(repo) == fresh()
+    assert sorted(cl.reads) == list(range(70))
+    # a shorter history is never answered from a longer one
+    del cl.p1[50:], cl.p2[50:]
+    assert branchmap.for_repo(repo) == fresh()
