@@ -260,19 +260,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--index-revs", type=int, default=1_000_000)
+    parser.add_argument(
+        "--only-index", action="store_true", help="only the big-index rows (open, heads, lookup)"
+    )
     opts = parser.parse_args()
     if not HG_PY.exists():
         raise SystemExit(f"Mercurial 6.0 not installed at {HG60}")
     with tempfile.TemporaryDirectory(prefix="hgwire-bench-") as tmp:
         tmpdir = Path(tmp)
-        corpus = tmpdir / "corpus"
-        corpus.mkdir()
-        with tarfile.open(CORPUS) as tar:
-            tar.extractall(corpus, filter="data")
-        chain = tmpdir / "chain"
-        chain.mkdir()
-        for radix, nlines, lengths in CHAINS:
-            build_chain(chain, radix, max(lengths), nlines)
         index = tmpdir / "index"
         index.mkdir()
         node = build_index(index, opts.index_revs)
@@ -284,23 +279,33 @@ def main() -> None:
             "| workload | hgwire | hg 6.0 | ratio |",
             "|---|---|---|---|",
         ]
-        ours, theirs = rounds(opts.rounds, "full", str(corpus))
-        assert ours["filerevs"] == theirs["filerevs"]
-        for key, label in (
-            ("changelog", "read all 10,000 changelog revisions"),
-            ("manifest", "read all manifest revisions"),
-            ("files", f"read all {int(ours['filerevs']):,} file revisions"),
-            ("total", "full read, total"),
-        ):
-            lines.append(row(label, ours[key], theirs[key]))
-        ours, theirs = rounds(opts.rounds, "chain", str(chain), json.dumps(list(CHAINS)))
-        ours_chain = ours
-        for radix, nlines, lengths in CHAINS:
-            size = f"{nlines * 47 // 1000} KB"
-            for n in lengths:
-                key = f"{radix}-{n}"
-                label = f"rebuild a {size} revision at chain length {n} (cold)"
-                lines.append(row(label, ours[key], theirs[key], "ms"))
+        ours_chain: dict[str, float] = {}
+        if not opts.only_index:
+            corpus = tmpdir / "corpus"
+            corpus.mkdir()
+            with tarfile.open(CORPUS) as tar:
+                tar.extractall(corpus, filter="data")
+            chain = tmpdir / "chain"
+            chain.mkdir()
+            for radix, nlines, lengths in CHAINS:
+                build_chain(chain, radix, max(lengths), nlines)
+            ours, theirs = rounds(opts.rounds, "full", str(corpus))
+            assert ours["filerevs"] == theirs["filerevs"]
+            for key, label in (
+                ("changelog", "read all 10,000 changelog revisions"),
+                ("manifest", "read all manifest revisions"),
+                ("files", f"read all {int(ours['filerevs']):,} file revisions"),
+                ("total", "full read, total"),
+            ):
+                lines.append(row(label, ours[key], theirs[key]))
+            ours, theirs = rounds(opts.rounds, "chain", str(chain), json.dumps(list(CHAINS)))
+            ours_chain = ours
+            for radix, nlines, lengths in CHAINS:
+                size = f"{nlines * 47 // 1000} KB"
+                for n in lengths:
+                    key = f"{radix}-{n}"
+                    label = f"rebuild a {size} revision at chain length {n} (cold)"
+                    lines.append(row(label, ours[key], theirs[key], "ms"))
         ours, theirs = rounds(opts.rounds, "index", str(index), node.hex())
         assert ours["rev"] == theirs["rev"] == opts.index_revs // 3
         assert ours["nheads"] == theirs["nheads"] == 1
@@ -312,15 +317,16 @@ def main() -> None:
             f"| peak RSS of that process | {ours['maxrss_mb']:.0f} MB | "
             f"{theirs['maxrss_mb']:.0f} MB | {ours['maxrss_mb'] / theirs['maxrss_mb']:.2f}x |"
         )
-        lines.append("")
-        lines.append(
-            "Chain cost per delta (hgwire): "
-            + ", ".join(
-                f"{radix} {n}: {ours_chain[f'{radix}-{n}'] / n * 1e6:.0f} us"
-                for radix, _, lengths in CHAINS
-                for n in lengths
+        if not opts.only_index:
+            lines.append("")
+            lines.append(
+                "Chain cost per delta (hgwire): "
+                + ", ".join(
+                    f"{radix} {n}: {ours_chain[f'{radix}-{n}'] / n * 1e6:.0f} us"
+                    for radix, _, lengths in CHAINS
+                    for n in lengths
+                )
             )
-        )
         print("\n".join(lines))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import struct
 import zlib
 from pathlib import Path
@@ -577,3 +578,42 @@ def test_addgroup_splits_a_new_revlog_midway(vfs: VFS) -> None:
     assert vfs.size("data/grp.d") == again.end(7)
     tr.rollback()
     assert not vfs.exists("data/grp.i") and not vfs.exists("data/grp.d")
+
+
+def _write_dag_index(vfs: VFS, parents: list[tuple[int, int]]) -> None:
+    """A non-inline index of empty full texts with the given parent revs."""
+    buf = bytearray()
+    for rev, (p1, p2) in enumerate(parents):
+        node = hashlib.sha1(b"%d" % rev).digest()
+        buf += INDEX_ENTRY.pack(0, 0, 0, rev, rev, p1, p2, node)
+    if buf:
+        buf[0:4] = (0x00020001).to_bytes(4, "big")
+    vfs.atomic_write("dag.i", bytes(buf))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_headrevs_matches_a_naive_count_fresh_and_with_columns(vfs: VFS, seed: int) -> None:
+    rnd = random.Random(seed)
+    n = rnd.choice([1, 2, 300, 70000])
+    parents = []
+    for rev in range(n):
+        p1 = rev - 1 if rnd.random() < 0.9 else rnd.randrange(-1, rev)
+        p2 = rnd.randrange(-1, rev) if rnd.random() < 0.05 else -1
+        parents.append((p1, p2))
+    haschild = {p for pair in parents for p in pair}
+    expected = [r for r in range(n) if r not in haschild]
+    _write_dag_index(vfs, parents)
+    assert Revlog(vfs, "dag").headrevs() == expected  # raw big-endian columns
+    rl = Revlog(vfs, "dag")
+    rl.parentrevs_array()
+    assert rl.headrevs() == expected  # converted columns
+
+
+@pytest.mark.parametrize(("bad", "field"), [((5, -1), 24), ((-3, -1), 24), ((1, 9), 28)])
+def test_headrevs_rejects_out_of_range_parents(vfs: VFS, bad: tuple[int, int], field: int) -> None:
+    parents = [(-1, -1), (0, -1), (1, -1), bad]
+    _write_dag_index(vfs, parents)
+    with pytest.raises(
+        RepositoryError, match=f"revision 3 has invalid parent .* offset {192 + field}"
+    ):
+        Revlog(vfs, "dag").headrevs()

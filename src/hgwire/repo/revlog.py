@@ -147,14 +147,36 @@ def _columns(index: bytearray, count: int, names: list[str]) -> dict[str, array[
     return cols
 
 
-_SEQ = array("i")
+_SEQ: dict[str, bytes] = {}  # byte order -> the longest sequence built so far
 
 
-def _sequence(n: int) -> bytes:
-    """Native int32 bytes of ``-1, 0, 1, ..., n-2`` (grown once per process, then sliced)."""
-    if len(_SEQ) < n:
-        _SEQ.extend(range(len(_SEQ) - 1, max(n, 2 * len(_SEQ)) - 1))
-    return _SEQ[:n].tobytes()
+def _counting(n: int, byteorder: str) -> bytearray:
+    """int32 bytes of ``0, 1, ..., n-1`` in ``byteorder``, built byte lane by byte lane.
+
+    Lane ``k`` (bits ``8k..8k+7``) is runs of ``256**k`` equal bytes cycling through 0..255;
+    each lane is written with one strided slice assignment, so no Python loop runs per value.
+    """
+    buf = bytearray(4 * n)
+    lanes = range(4) if byteorder == "little" else range(3, -1, -1)
+    for k, pos in enumerate(lanes):
+        run = 256**k
+        if run >= n:
+            break  # this lane and the higher ones are all zero
+        period = b"".join(
+            bytes((j,)) * min(run, n - j * run) for j in range(min(256, -(-n // run)))
+        )
+        buf[pos::4] = (period * -(-n // len(period)))[:n]
+    return buf
+
+
+def _sequence(n: int, byteorder: str = sys.byteorder) -> bytes:
+    """int32 bytes of ``-1, 0, 1, ..., n-2`` in ``byteorder`` (built once per size, sliced)."""
+    seq = _SEQ.get(byteorder, b"")
+    if len(seq) < 4 * n:
+        seq = _SEQ[byteorder] = b"\xff\xff\xff\xff" + bytes(
+            _counting(max(n, len(seq) // 2), byteorder)
+        )
+    return seq[: 4 * n]
 
 
 def _mismatches(a: bytes, b: bytes) -> list[int]:
@@ -369,21 +391,39 @@ class Revlog:
 
         Most revisions are the child of the revision just before them, so the p1 column is
         compared with ``rev - 1`` by bisecting on byte slices (C speed) and only the
-        exceptions, and the few non-null p2 values, are handled one by one.
+        exceptions, and the few non-null p2 values, are handled one by one. On a fresh
+        index the parent columns are taken as raw big-endian words with strided memoryview
+        slices, so no column is converted to ints.
         """
         n = len(self)
         if not n:
             return [nullrev]
-        p1s, p2s = self.parentrevs_array()
+        if "p1" in self._cols:
+            p1b, p2b = self._cols["p1"].tobytes(), self._cols["p2"].tobytes()
+            order = sys.byteorder
+        else:
+            with memoryview(self._index) as view, view.cast("i") as words:
+                p1b = words[_COLUMNS["p1"] :: 16].tobytes()
+                p2b = words[_COLUMNS["p2"] :: 16].tobytes()
+            order = "big"
+
+        def parent(col: bytes, r: int, field: int) -> int:
+            p = int.from_bytes(col[4 * r : 4 * r + 4], order, signed=True)
+            if not nullrev <= p < r:
+                raise RepositoryError(
+                    f"{self.indexfile}: revision {r} has invalid parent {p} at offset "
+                    f"{self._entry_offset(r) + 4 * field}"
+                )
+            return p
+
         haschild = bytearray(b"\x01") * (n - 1) + b"\x00\x00"  # slot n absorbs nullrev
-        mark = haschild.__setitem__
-        odd = _mismatches(p1s.tobytes(), _sequence(n))
+        odd = _mismatches(p1b, _sequence(n, order))
         for r in odd:
             haschild[r - 1] = 0
         for r in odd:
-            mark(p1s[r], 1)
-        for r in _mismatches(p2s.tobytes(), b"\xff" * (4 * n)):  # non-null p2
-            mark(p2s[r], 1)
+            haschild[parent(p1b, r, _COLUMNS["p1"])] = 1
+        for r in _mismatches(p2b, b"\xff" * (4 * n)):  # non-null p2
+            haschild[parent(p2b, r, _COLUMNS["p2"])] = 1
         haschild[n] = 0
         heads = []
         pos = haschild.find(0)
