@@ -128,10 +128,15 @@ def test_secret_changesets_are_never_served(
     assert _cmderr(run_v2(path, b"filesdata", {b"revisions": explicit})).startswith(
         b"unknown node: "
     )
-    for key in (b"17", secret.hex().encode(), b"secret-book"):
+    for key in (b"17", secret.hex().encode()):
         assert run_v2(path, b"lookup", {b"key": key}) == (
             "server", f"filtered revision '{key.decode()}' (not in 'served' subset)"
         )  # fmt: skip
+    # 6.0's served view has no bookmarks on secret changesets at all, so the name is
+    # simply unknown (the v1 test_string_commands_match_hg60 checks this against hg 6.0).
+    assert run_v2(path, b"lookup", {b"key": b"secret-book"}) == (
+        "server", "unknown revision 'secret-book'"
+    )  # fmt: skip
     assert _ok(run_v2(path, b"lookup", {b"key": b"tip"})) == [parent]
 
 

@@ -252,8 +252,10 @@ def lookup(view: ServedView, key: bytes) -> bytes:
     marknode = view.bookmarks.get(key)
     if marknode is not None:
         rev = view.anyrev(marknode)
-        if rev is not None:
-            return _checked(view, key, rev)
+        # The served view has no bookmarks on secret changesets: such a name falls
+        # through to the other namespaces and ends as "unknown revision", as in 6.0.
+        if rev is not None and view.is_served(rev):
+            return view.node(rev)
     tagnode = view.tags.get(key)
     if tagnode is not None:
         return tagnode

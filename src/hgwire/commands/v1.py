@@ -336,9 +336,6 @@ def lookup(ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | No
         message = getattr(exc, "message", None)
         if not isinstance(message, bytes):
             message = str(exc).encode("utf-8", "replace")
-        if message.startswith(b"filtered revision") and _secret_bookmark(view, key):
-            # Mercurial's served view has no bookmarks on secret changesets at all.
-            message = b"unknown revision '%s'" % key
         return BytesResponse(b"0 %s\n" % message)
     return BytesResponse(b"1 %s\n" % node.hex().encode())
 
@@ -354,11 +351,6 @@ def debugwireargs(
         ctx.output(b"warning: debugwireargs ignored unexpected arguments %s\n" % b",".join(others))
     values = [args.get(k, b"None") for k in (b"one", b"two", b"three", b"four")]
     return BytesResponse(b" ".join([*values, b"None"]))
-
-
-def _secret_bookmark(view: common.ServedView, key: bytes) -> bool:
-    node = view.bookmarks.get(key)
-    return node is not None and view.rev(node) is None
 
 
 @REGISTRY.v1command(b"clonebundles")
