@@ -71,6 +71,17 @@ def test_without_dotencode_leading_dot_kept() -> None:
     assert store.hybridencode(b"data/ space.i", False) == b"data/ space.i"
 
 
+def test_remembered_names_keep_the_dotencode_flags_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store, "_ENCODED", ({}, {}))
+    monkeypatch.setattr(store, "_ENCODED_MAX", 3)
+    for _ in range(2):  # computed, then remembered
+        assert store.hybridencode(b"data/.hgtags.i", True) == b"data/~2ehgtags.i"
+        assert store.hybridencode(b"data/.hgtags.i", False) == b"data/.hgtags.i"
+    for i in range(10):  # bounded
+        assert store.pathencode(b"data/F%d.i" % i) == b"data/_f%d.i" % i
+        assert len(store._ENCODED[True]) <= 3
+
+
 def test_encodefilename_round_trip() -> None:
     rng = random.Random(7)
     for _ in range(500):
