@@ -127,19 +127,22 @@ def _make_head_table(major: int) -> list[bytes]:
     return [_head(major, n) for n in range(256)]
 
 
+_PACK_16: Final = struct.Struct(">BH").pack
+_PACK_32: Final = struct.Struct(">BI").pack
+_PACK_64: Final = struct.Struct(">BQ").pack
+
+
 def _head(major: int, n: int) -> bytes:
     """Initial byte plus shortest big-endian argument for ``n`` (spec §4.1)."""
     mt = major << 5
-    if n < 24:
-        return bytes((mt | n,))
     if n < 0x100:
-        return bytes((mt | 24, n))
+        return bytes((mt | n,)) if n < 24 else bytes((mt | 24, n))
     if n < 0x10000:
-        return struct.pack(">BH", mt | 25, n)
+        return _PACK_16(mt | 25, n)
     if n < 0x100000000:
-        return struct.pack(">BI", mt | 26, n)
+        return _PACK_32(mt | 26, n)
     if n < 0x10000000000000000:
-        return struct.pack(">BQ", mt | 27, n)
+        return _PACK_64(mt | 27, n)
     raise CBOREncodeError("big integers not supported")
 
 
@@ -166,6 +169,25 @@ def _sorted_keys(keys: Any) -> list[Any]:
         raise CBOREncodeError(f"cannot order map keys or set members: {exc}") from None
 
 
+#: Map key orders already worked out, by the keys in insertion order (only all-``bytes``
+#: key sets: no other hashable type compares equal to ``bytes`` with another encoding).
+_KEY_ORDERS: dict[tuple[Any, ...], list[Any]] = {}
+_MAX_KEY_ORDERS: Final = 4096
+
+
+def _map_keys(obj: dict[Any, Any]) -> list[Any]:
+    """``obj``'s keys in Mercurial's order; remembered for maps shaped alike."""
+    keys = tuple(obj)
+    order = _KEY_ORDERS.get(keys)
+    if order is None:
+        order = _sorted_keys(keys)
+        if all(type(k) is bytes for k in keys):
+            if len(_KEY_ORDERS) >= _MAX_KEY_ORDERS:
+                _KEY_ORDERS.clear()
+            _KEY_ORDERS[keys] = order
+    return order
+
+
 #: ``append_pieces(obj, out)``: appends ``obj``'s encoding to ``out`` as pieces.
 PieceAppender = Callable[[Any, list[Any]], None]
 
@@ -184,7 +206,10 @@ def make_piece_appender(*, frozensets: bool = False) -> PieceAppender:
         t = type(obj)
         if t is bytes:
             n = len(obj)
-            out.append(_BYTES_HEAD[n] if n < 256 else _head(2, n))
+            if n < 256:
+                out.append(_BYTES_HEAD[n])
+            else:
+                out.append(_PACK_16(0x59, n) if n < 0x10000 else _head(2, n))
             if n:
                 out.append(obj)
         elif t is int:
@@ -200,7 +225,7 @@ def make_piece_appender(*, frozensets: bool = False) -> PieceAppender:
             append = out.append
             n = len(obj)
             append(_MAP_HEAD[n] if n < 256 else _head(5, n))
-            for k in obj if n < 2 else _sorted_keys(obj):
+            for k in obj if n < 2 else _map_keys(obj):
                 if type(k) is bytes and 0 < len(k) < 256:
                     append(_BYTES_HEAD[len(k)])
                     append(k)
@@ -213,8 +238,8 @@ def make_piece_appender(*, frozensets: bool = False) -> PieceAppender:
                         append(_BYTES_HEAD[len(v)])
                         append(v)
                         continue
-                elif tv is int and 0 <= v < 256:
-                    append(_UINT[v])
+                elif tv is int and 0 <= v < 0x10000:
+                    append(_UINT[v] if v < 256 else _PACK_16(0x19, v))
                     continue
                 append_pieces(v, out)
         elif t is list or t is tuple:
@@ -228,8 +253,8 @@ def make_piece_appender(*, frozensets: bool = False) -> PieceAppender:
                         append(_BYTES_HEAD[len(v)])
                         append(v)
                         continue
-                elif tv is int and 0 <= v < 256:
-                    append(_UINT[v])
+                elif tv is int and 0 <= v < 0x10000:
+                    append(_UINT[v] if v < 256 else _PACK_16(0x19, v))
                     continue
                 append_pieces(v, out)
         elif obj is None:
