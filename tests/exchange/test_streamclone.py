@@ -34,7 +34,7 @@ def test_uvarint() -> None:
 
 
 def test_capability_token() -> None:
-    assert streamclone.stream_capability([b"revlogv1", b"store", b"fncache"]) == b"stream=1"
+    assert streamclone.stream_capability([b"revlogv1", b"store", b"fncache"]) == b"stream"
     reqs = [
         b"revlogv1",
         b"generaldelta",

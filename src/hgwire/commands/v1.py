@@ -188,11 +188,7 @@ def capabilities_tokens(ctx: CommandContext, transport: str | None = None) -> li
             caps.append(b"stream-preferred")
         # 6.0 never names the revlog compression here (spec §7.1, Appendix B.20);
         # readers pick the decompressor from each chunk's header anyway.
-        reqs = streamclone.streamed_requirements(ctx.repo.requirements) - {ZSTD_REQUIREMENT}
-        if not reqs - {b"revlogv1"}:
-            caps.append(b"stream")
-        else:
-            caps.append(b"streamreqs=" + b",".join(sorted(reqs)))
+        caps.append(streamclone.stream_capability(ctx.repo.requirements - {ZSTD_REQUIREMENT}))
     if _flag(ctx, b"experimental", b"bundle2-advertise", True):
         blob = bundle2.encodecaps(bundle2_capabilities(ctx))
         caps.append(b"bundle2=" + bundle2.urlquote(blob))

@@ -80,10 +80,11 @@ def new_stream_clone_requirements(
 
 
 def stream_capability(requirements: Iterable[bytes]) -> bytes:
-    """The v1 capability token: ``stream=1`` for plain revlogv1, else ``streamreqs=...``."""
+    """The v1 capability token (spec §7.1): ``stream`` for plain revlogv1, else
+    ``streamreqs=<sorted streamed requirements>``."""
     reqs = streamed_requirements(requirements)
     if not reqs - {b"revlogv1"}:
-        return b"stream=1"
+        return b"stream"
     return b"streamreqs=" + b",".join(sorted(reqs))
 
 
