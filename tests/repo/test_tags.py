@@ -81,3 +81,41 @@ def test_served_view_and_localtags(
     assert tags.tags(repo, dag, served, local=False).keys() == {b"stable-tag", b"v1.0", b"tip"}
     everything = {k.decode(): v.hex() for k, v in tags.tags(repo, dag).items()}
     assert everything == hgrepos.hg_facts(full_repo60.hg, path)["tags"]
+
+
+@pytest.mark.interop
+def test_remembered_answer_follows_new_tags_localtags_and_visibility(
+    full_repo60: hgrepos.GeneratedRepo,
+    repo_copy: Callable[[Path], Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = repo_copy(full_repo60.path)
+    tags.clear_cache()
+    first = tags.tags(Repository.open(path))
+    reads: list[int] = []
+    real = tags.hgtags_filenode
+
+    def counting(repo: Repository, rev: int) -> bytes | None:
+        reads.append(rev)
+        return real(repo, rev)
+
+    monkeypatch.setattr(tags, "hgtags_filenode", counting)
+    again = tags.tags(Repository.open(path))  # a server opens the repository per request
+    assert again == first and reads == []
+    again[b"tip"] = NULL  # callers get their own copy
+    assert tags.tags(Repository.open(path)) == first
+    # localtags changed: recomputed
+    repo = Repository.open(path)
+    (path / ".hg" / "localtags").write_bytes(line(repo.changelog.node(2), b"local-two"))
+    assert tags.tags(repo)[b"local-two"] == repo.changelog.node(2)
+    assert tags.tags(repo, local=False) == {**first}
+    # a new tag committed by hg: the longer changelog is noticed
+    hgrepos.run_hg_steps(full_repo60.hg, path, [["hg", ["tag", "-r", "3", "-f", "late"]]])
+    repo = Repository.open(path)
+    expected = hgrepos.hg_facts(full_repo60.hg, path)["tags"]
+    assert {k.decode(): v.hex() for k, v in tags.tags(repo).items()} == expected
+    assert "late" in expected
+    # a served view of the same history is answered for its own visible set
+    dag = DAG.from_storage(repo.changelog)
+    served = phases.PhaseCache.load(repo, dag).servable()
+    assert tags.tags(repo, dag, served)[b"tip"] != tags.tags(repo, dag)[b"tip"]

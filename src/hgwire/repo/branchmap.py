@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hgwire.repo.dagops import DAG
+from hgwire.repo.store import store_key
 
 
 @dataclass
@@ -236,11 +237,6 @@ _CACHE_MAX = 16  # stores remembered (a server with more repositories recomputes
 _CACHE_LOCK = threading.Lock()
 
 
-def _cache_key(repo: Any) -> str | None:
-    base = getattr(getattr(repo, "svfs", None), "base", None)
-    return None if base is None else str(base)
-
-
 def clear_cache() -> None:
     """Forget every remembered branch map."""
     with _CACHE_LOCK:
@@ -265,7 +261,7 @@ def for_repo(
     if dag is None:
         dag = DAG.from_storage(cl)
     n = len(dag)
-    key = _cache_key(repo) if use_cache else None
+    key = store_key(repo) if use_cache else None
     vis = None if visible is None else bytes(visible[:n])
     entry = _CACHE.get(key) if key is not None else None
     if entry is not None and not (

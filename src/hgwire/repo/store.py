@@ -204,6 +204,13 @@ def encoder_for(requirements: frozenset[bytes]) -> Callable[[bytes], bytes]:
     return encodefilename
 
 
+def store_key(repo: object) -> str | None:
+    """The store directory of ``repo`` (``repo.svfs.base``), naming it in process-wide
+    caches of derived data; None when it has no store vfs."""
+    base = getattr(getattr(repo, "svfs", None), "base", None)
+    return None if base is None else str(base)
+
+
 def fsbytes(path: str | bytes) -> bytes:
     """A store path as bytes (str paths come from ``os.fsdecode``-style decoding)."""
     return path if isinstance(path, bytes) else path.encode("utf-8", "surrogateescape")

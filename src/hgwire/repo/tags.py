@@ -8,16 +8,22 @@ wins unless the older value supersedes it, i.e. the older history contains the n
 value and the newer history does not contain the older one (or is shorter). Tags whose
 value is ``nullid`` or a node unknown to the changelog are dropped; ``tip`` is added.
 These rules follow what Mercurial 6.0 and 7.2 compute.
+
+A server asks per request: :func:`tags` remembers its last answer per store, valid while
+the changelog length, tip node, visible set and ``localtags`` are the same (the inputs:
+``.hgtags`` revisions are named by the heads' manifests).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from hgwire.errors import LookupNodeError, RepositoryError
 from hgwire.repo import dagops
 from hgwire.repo.dagops import DAG
+from hgwire.repo.store import store_key
 
 NULLID = b"\0" * 20
 
@@ -104,6 +110,18 @@ def findglobaltags(repo: Any, heads: Iterable[int]) -> TagHistory:
     return alltags
 
 
+#: (store, local) -> (changelog length, tip node, visible set, localtags, answer)
+_CACHE: dict[tuple[str, bool], tuple[int, bytes, bytes | None, bytes, dict[bytes, bytes]]] = {}
+_CACHE_MAX = 16
+_CACHE_LOCK = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget every remembered answer."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
 def tags(
     repo: Any,
     dag: DAG | None = None,
@@ -116,10 +134,17 @@ def tags(
     cl = repo.changelog
     if dag is None:
         dag = DAG.from_storage(cl)
+    n = len(dag)
+    localdata = repo.vfs.tryread("localtags") if local else b""
+    state = (n, cl.node(n - 1) if n else b"", None if visible is None else bytes(visible[:n]))
+    key = store_key(repo)
+    hit = _CACHE.get((key, local)) if key is not None else None
+    if hit is not None and hit[:4] == (*state, localdata):
+        return dict(hit[4])
     heads = dagops.headrevs(dag) if visible is None else dagops.headrevs_filtered(dag, visible)
     alltags = findglobaltags(repo, heads)
     if local:
-        update(parse(repo.vfs.tryread("localtags")), alltags)
+        update(parse(localdata), alltags)
     out: dict[bytes, bytes] = {}
     for name, (node, _hist) in alltags.items():
         if node == NULLID:
@@ -128,14 +153,20 @@ def tags(
             rev = cl.rev(node)
         except LookupNodeError:
             continue
-        if rev >= len(dag) or (visible is not None and not visible[rev]):
+        if rev >= n or (visible is not None and not visible[rev]):
             continue
         out[name] = node
-    tiprev = len(dag) - 1
+    tiprev = n - 1
     if visible is not None:
         while tiprev >= 0 and not visible[tiprev]:
             tiprev -= 1
     out[b"tip"] = cl.node(tiprev) if tiprev >= 0 else NULLID
+    if key is not None:
+        with _CACHE_LOCK:
+            _CACHE.pop((key, local), None)
+            _CACHE[(key, local)] = (*state, localdata, dict(out))
+            while len(_CACHE) > _CACHE_MAX:
+                del _CACHE[next(iter(_CACHE))]
     return out
 
 
