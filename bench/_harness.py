@@ -261,7 +261,8 @@ def comparison_table(
 
     ``targets`` maps a row to ``{"cpu"|"wall": maximum ratio against ref}``.
     """
-    refc = cell(data, corpus, ref, scenario)
+    refc = cell(data, corpus, ref, scenario) if ref else None
+    ref = ref or "ref"
     lines = [
         "| row | n | wall s | server CPU s | client CPU s | server peak RSS MB | MB s->c "
         f"| wall x {ref} | server CPU x {ref} |",
@@ -540,9 +541,11 @@ def concurrent_table(r: dict[str, Any]) -> str:
 PY_SPY = os.environ.get("PY_SPY") or str(Path(shlex.split(HGWIRE)[0]).with_name("py-spy"))
 
 
-def profile_clone(repo: Path, client: Sequence[str], out: Path, rate: int = 250) -> str:
-    """py-spy samples of a warm ``hgwire serve`` during one ``client clone -U``;
-    returns a markdown summary (top functions, self and inclusive % of samples)."""
+def profile_clone(
+    repo: Path, client: Sequence[str], out: Path, rate: int = 250, repeat: int = 1
+) -> str:
+    """py-spy samples of a warm ``hgwire serve`` during ``repeat`` successive
+    ``client clone -U``; a markdown summary (top functions, self and inclusive %)."""
     work = WORK / "profile"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -557,14 +560,16 @@ def profile_clone(repo: Path, client: Sequence[str], out: Path, rate: int = 250)
         )  # fmt: skip
         time.sleep(1.0)
         t0 = time.perf_counter()
-        subprocess.run([*client, "clone", "-U", url, str(work / "clone")], env=hg_env(),
-                       check=True, capture_output=True)  # fmt: skip
-        wall = time.perf_counter() - t0
+        for i in range(repeat):
+            subprocess.run([*client, "clone", "-U", url, str(work / f"clone{i}")], env=hg_env(),
+                           check=True, capture_output=True)  # fmt: skip
+        wall = (time.perf_counter() - t0) / repeat
         time.sleep(0.3)
         spy.send_signal(signal.SIGINT)
         spy.wait(60)
     shutil.rmtree(work, ignore_errors=True)
-    return summarize_profile(raw, f"one clone, {wall:.1f}s wall under py-spy --rate {rate}")
+    what = "one clone" if repeat == 1 else f"{repeat} clones"
+    return summarize_profile(raw, f"{what}, {wall:.1f}s wall each under py-spy --rate {rate}")
 
 
 def summarize_profile(raw: Path, title: str, top: int = 25) -> str:

@@ -117,6 +117,9 @@ def main() -> int:
     if args.profile:
         out.write("\n### profile: hgwire serve during one hg 7.2.4 bundle2 clone of hg10k\n\n")
         out.write(h.profile_clone(hg10k, [h.HG72], args.out / "profile-v1"))
+        if not args.no_stream:
+            out.write("\n### profile: hgwire serve during 10 hg 7.2.4 stream clones\n\n")
+            out.write(h.profile_clone(pref, [h.HG72], args.out / "profile-stream", 1000, 10))
     return 0
 
 
