@@ -11,8 +11,9 @@ Mercurial's messages for what it rejects, plus limits Mercurial lacks (``max_len
 Decoding has two engines that always agree:
 
 * a fast path: a regex (run by ``re`` in C) confirms that every item in the buffer starts
-  with an initial byte Mercurial accepts, then ``cbor2``'s C decoder, set up to refuse
-  indefinite lengths, other tags and collections as keys or set members, decodes the
+  with an initial byte Mercurial accepts (so no tag but 258 reaches cbor2), then
+  ``cbor2``'s C decoder, set up to refuse indefinite lengths and collections as keys or
+  set members, decodes the
   complete top-level values (and the items of a big open array) straight from the
   buffer, many small values per call where it can (see ``Decoder._batch``);
 * an exact pure-Python engine, resumable item by item, which mirrors Mercurial's state
@@ -412,23 +413,15 @@ _CBOR2_READ_SIZE: Final = 128
 
 #: Values decoded one by one between two attempts at decoding a batch at once.
 _STEP_VALUES: Final = 32
+#: Typical encoded value size from which values are no longer decoded in batches.
+_BATCH_VALUE_SIZE: Final = 64
+#: Estimated values left in a region below which the rest is decoded one by one.
+_BATCH_REGION: Final = 64
 #: Smallest batch worth one attempt.
 _MIN_BATCH: Final = 16
 
 _NOT_CONSUMED: Final = "input data not fully consumed"
 _NOT_COMPLETE: Final = "input data not complete"
-
-
-class _TagPolicy(dict[int, Any]):
-    """``semantic_decoders`` for cbor2: every tag but 258 fails; 258 keeps cbor2's set."""
-
-    def __getitem__(self, tag: int) -> Any:
-        if tag == 258:
-            raise KeyError(tag)
-        raise CBORDecodeError(f"semantic tag {tag} not allowed")
-
-
-_TAG_POLICY: Final = _TagPolicy()
 
 
 def _items_pattern() -> re.Pattern[bytes]:
@@ -537,6 +530,8 @@ class Decoder:
         self._error: CBORDecodeError | None = None
         self._verified = 0  # in the current buffer, items up to here are plainly acceptable
         self._value_size = 0.0  # typical encoded size of a top-level value (for _batch)
+        self._size_bytes = 0.0  # decayed sums behind _value_size
+        self._size_values = 0.0
         self._margin = 0.8  # fraction of the expected number of values _batch asks for
 
     # ------------------------------------------------------------------ public API
@@ -636,12 +631,18 @@ class Decoder:
         if limit - pos > max_size:
             return self._one_by_one(buf, pos, limit, count, max_depth, out, -1, max_size)[0]
         while pos < limit and count:
-            pos, count, batched = self._batch(buf, pos, limit, count, max_depth, out)
-            if batched:
-                continue
-            pos, count, stopped = self._one_by_one(
-                buf, pos, limit, count, max_depth, out, _STEP_VALUES, -1
-            )
+            size = self._value_size
+            if size < _BATCH_VALUE_SIZE and limit - pos >= _BATCH_REGION * size:
+                # Many small values: most of them in one call.
+                pos, count, batched = self._batch(buf, pos, limit, count, max_depth, out)
+                if batched:
+                    continue
+                step = _STEP_VALUES
+            else:
+                # Big values (one call each costs nothing extra), or a tail of small ones
+                # too short for the estimate of their number: one by one, to the end.
+                step = -1
+            pos, count, stopped = self._one_by_one(buf, pos, limit, count, max_depth, out, step, -1)
             if stopped:
                 break
         return pos
@@ -667,7 +668,6 @@ class Decoder:
         fp.seek(pos)
         decode = cbor2.CBORDecoder(
             fp,
-            semantic_decoders=_TAG_POLICY,
             allow_indefinite=False,
             strict_hashable_types=True,
             max_depth=max_depth,
@@ -676,6 +676,8 @@ class Decoder:
         tell = fp.tell
         append = out.append
         start = pos
+        count_in = count
+        before = len(out)
         todo = max_values
         stopped = True
         try:
@@ -693,10 +695,16 @@ class Decoder:
                 todo -= 1
         except Exception:  # whatever cbor2 rejects or cannot finish: exact engine decides
             pass
-        done = max_values - todo if max_values >= 0 else 0
-        if done:  # learn the typical encoded value size, for _batch
-            self._value_size = (self._value_size + (pos - start) / done) / 2
+        done = len(out) - before
+        if done and count_in < 0:
+            self._learn(pos - start, done)
         return pos, count, stopped
+
+    def _learn(self, size: int, values: int) -> None:
+        """Track the typical encoded size of a top-level value (older samples fade)."""
+        self._size_bytes = self._size_bytes * 0.5 + size
+        self._size_values = self._size_values * 0.5 + values
+        self._value_size = self._size_bytes / self._size_values
 
     def _batch(
         self, buf: bytes, pos: int, limit: int, count: int, max_depth: int, out: list[Any]
@@ -724,7 +732,6 @@ class Decoder:
         try:
             values = cbor2.CBORDecoder(
                 fp,
-                semantic_decoders=_TAG_POLICY,
                 allow_indefinite=False,
                 strict_hashable_types=True,
                 max_depth=max_depth + 1,  # one more level for the wrapping array
@@ -735,7 +742,10 @@ class Decoder:
             return pos, count, False
         self._margin = min(0.9, self._margin + 0.05)
         out.extend(values)
-        return pos + fp.tell() - len(header), (count - guess if count > 0 else count), True
+        used = fp.tell() - len(header)
+        if count < 0:
+            self._learn(used, guess)
+        return pos + used, (count - guess if count > 0 else count), True
 
     def _run_exact(self, buf: bytes, pos: int, out: list[Any]) -> int:
         """Mercurial's decoder state machine, from ``pos`` until one top-level value ends.
