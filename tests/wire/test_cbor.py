@@ -497,3 +497,19 @@ def test_deviation_loads_joins_an_indefinite_bytestring() -> None:
     ]
     with pytest.raises(CBORDecodeError, match="not fully consumed"):
         cbor.loads(b"\x5f\xff\x01")
+
+
+def test_byte_strings_spanning_feeds_come_out_whole() -> None:
+    """A top-level byte string completed by a later feed is joined from the pieces; what
+    follows it in the same feed is decoded as usual."""
+    big = bytes(range(256)) * 400
+    values = [b"a", big, [1, b"x"], big[:300], big[:30], {b"k": big[:5]}]
+    data = b"".join(cbor.dumps(v) for v in values)
+    for size in (1, 2, 7, 300, 4096, 65536, len(data)):
+        got = [v for step in decode_pieces(data, size) for v in step]
+        assert got == values
+        assert [type(v) for v in got] == [type(v) for v in values]
+    with pytest.raises(CBORDecodeError, match="buffer limit"):
+        dec = Decoder(max_buffer=1000)
+        for i in range(0, len(data), 512):
+            dec.feed(data[i : i + 512])

@@ -523,6 +523,8 @@ class Decoder:
         self._pending: list[bytes] = []
         self._pending_len = 0
         self._need = 0  # bytes the pending item needs before it is worth parsing again
+        # When the pending item is a top-level byte string: where its body starts.
+        self._body_at = 0
         # Exact engine state: open containers, indefinite byte string, value size so far.
         self._stack: list[list[Any]] = []  # [state, container, remaining, map key]
         self._indef = 0  # 0: none; 1: want first chunk; 2: want later chunks
@@ -549,18 +551,34 @@ class Decoder:
             data = bytes(data)
         if not data:
             return []
+        out: list[Any] = []
         if self._pending:
-            self._pending.append(data)
-            self._pending_len += len(data)
-            if self._pending_len < self._need:
+            pending = self._pending
+            pending.append(data)
+            total = self._pending_len + len(data)
+            if total < self._need:
+                self._pending_len = total
                 return []
-            buf = b"".join(self._pending)
             self._pending = []
             self._pending_len = 0
+            if self._body_at:
+                # A top-level byte string is complete: its body is joined straight from
+                # the pieces (one copy), and only what follows it is decoded further.
+                last = pending[-1]
+                cut = len(last) - (total - self._need)
+                pending[0] = memoryview(pending[0])[self._body_at :]  # type: ignore[call-overload]
+                pending[-1] = memoryview(last)[:cut]  # type: ignore[call-overload]
+                out.append(b"".join(pending))
+                self._body_at = 0
+                self._need = 0
+                if cut == len(last):
+                    return out
+                buf = last[cut:]
+            else:
+                buf = b"".join(pending)
         else:
             buf = data
         self._need = 0
-        out: list[Any] = []
         try:
             pos = self._run(buf, out)
         except CBORDecodeError as exc:
@@ -603,6 +621,11 @@ class Decoder:
             # The exact engine handles the value at ``pos`` (or its continuation).
             pos = self._run_exact(buf, pos, out)
             if self._need:
+                st = _LONG_BYTES.get(buf[pos])
+                if st is not None and self._fast and not self._stack and not self._indef:
+                    head = 1 + st.size
+                    if self._need > head:  # head complete: a top-level byte string's body
+                        self._body_at = head
                 return pos
         return pos
 

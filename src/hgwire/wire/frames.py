@@ -668,6 +668,18 @@ def create_error_frame(
 TextAtom = tuple[bytes, Sequence[bytes], Sequence[bytes]]
 
 
+def text_output_atom(
+    msg: bytes, args: Sequence[bytes], labels: Sequence[bytes]
+) -> dict[bytes, Any]:
+    """One atom of a ``text-output`` payload: arguments forced to UTF-8 (spec §3.5)."""
+    item: dict[bytes, Any] = {b"msg": msg}
+    if args:
+        item[b"args"] = [a.decode("utf-8", "replace").encode("utf-8") for a in args]
+    if labels:
+        item[b"labels"] = list(labels)
+    return item
+
+
 def create_text_output_frame(
     stream: OutputStream,
     request_id: int,
@@ -696,12 +708,7 @@ def create_text_output_frame(
             raise FrameError("text output format strings must be ASCII")
         if not all(label.isascii() for label in labels):
             raise FrameError("text output labels must be ASCII")
-        item: dict[bytes, Any] = {b"msg": formatting}
-        if args:
-            item[b"args"] = [a.decode("utf-8", "replace").encode("utf-8") for a in args]
-        if labels:
-            item[b"labels"] = list(labels)
-        items.append(item)
+        items.append(text_output_atom(formatting, args, labels))
     payload = cbor.dumps(items)
     if len(payload) > max_frame_size:
         raise FrameError("cannot encode data in a single frame")

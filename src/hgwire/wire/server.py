@@ -45,6 +45,7 @@ from hgwire.wire.frames import (
     Frame,
     FrameReader,
     FrameType,
+    text_output_atom,
 )
 
 __all__ = [
@@ -632,14 +633,10 @@ class ServerReactor:
         atoms: Sequence[tuple[bytes, Sequence[bytes], Sequence[bytes]]],
     ) -> SendFrames | NoOp:
         """A ``text-output`` frame (spec §3.5). Only for peers that accept it (not 6.0)."""
-        payload_atoms: list[dict[bytes, Any]] = []
-        for msg, args, labels in atoms:
-            atom: dict[bytes, Any] = {b"msg": msg.decode("ascii", "replace").encode("ascii")}
-            if args:
-                atom[b"args"] = [a.decode("utf-8", "replace").encode("utf-8") for a in args]
-            if labels:
-                atom[b"labels"] = list(labels)
-            payload_atoms.append(atom)
+        payload_atoms = [
+            text_output_atom(msg.decode("ascii", "replace").encode("ascii"), args, labels)
+            for msg, args, labels in atoms
+        ]
         payload = cbor.dumps(payload_atoms)
         if len(payload) > self.max_frame_size:
             raise FrameError("text output does not fit in a single frame")
