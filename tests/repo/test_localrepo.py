@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -238,6 +239,46 @@ def test_readers_during_a_transaction(tmp_path: Path, hg72: HgRunner) -> None:
         assert hg72("log", "-T", "{desc}\n", cwd=repo.root).stdout == b"one\n"
         cl.add(mnode, [b"f"], b"two", tr, cl.node(0), nullid, b"t <t@e>", (0, 0))
     assert hg72("log", "-T", "{desc}\n", cwd=repo.root).stdout == b"two\none\n"
+    hg72("verify", cwd=repo.root)
+
+
+@pytest.mark.parametrize("abort", [False, True])
+def test_changelog_entries_become_visible_at_close(
+    tmp_path: Path, hg72: HgRunner, abort: bool
+) -> None:
+    """New changesets reach 00changelog.i only when the transaction finalizes (spec §7.3):
+    a reader never sees a changeset a failing transaction rolls back."""
+    repo = Repository.create(tmp_path / "r")
+    _commit(repo, {b"f": b"1\n"}, b"one")
+    size = repo.svfs.size("00changelog.i")
+    failing = pytest.raises(RuntimeError) if abort else contextlib.nullcontext()
+    with failing, repo.transaction(b"commit") as tr:
+        cl, ml = repo.changelog, repo.manifestlog
+        p1 = cl.node(0)
+        for i, desc in enumerate((b"two", b"three")):
+            fl = repo.file(b"f")
+            fnode = fl.add(b"%d\n" % i, None, tr, len(cl), fl.tip(), nullid)
+            mnode = ml.add(Manifest({b"f": (fnode, b"")}), tr, len(cl), ml.tip(), nullid)
+            p1 = cl.add(mnode, [b"f"], desc, tr, p1, nullid, b"t <t@e>", (0, 0))
+        assert cl.read(2).description == b"three"  # the writer sees its changesets
+        assert repo.svfs.size("00changelog.i") == size  # nobody else does yet
+        assert len(Repository.open(repo.root).changelog) == 1
+        assert hg72("log", "-T", "{desc}\n", cwd=repo.root).stdout == b"one\n"
+        repo.invalidate()  # pending entries survive an invalidation
+        assert repo.changelog is cl
+        if abort:
+            raise RuntimeError("abort")
+    again = Repository.open(repo.root)
+    if abort:
+        assert repo.svfs.size("00changelog.i") == size and len(again.changelog) == 1
+        assert hg72("log", "-T", "{desc}\n", cwd=repo.root).stdout == b"one\n"
+    else:
+        assert [again.changelog.read(r).description for r in range(3)] == [
+            b"one",
+            b"two",
+            b"three",
+        ]
+        assert hg72("log", "-T", "{desc}\n", cwd=repo.root).stdout == b"three\ntwo\none\n"
     hg72("verify", cwd=repo.root)
 
 

@@ -145,16 +145,54 @@ _BRANCH_RE = re.compile(rb"(?:^|\0)branch:([^\0]*)")
 
 
 class Changelog(Revlog):
-    """``00changelog``: full-text revisions, non-generaldelta, created non-inline."""
+    """``00changelog``: full-text revisions, non-generaldelta, created non-inline.
+
+    Writes are delayed like Mercurial's (spec §7.3): within a transaction new index
+    entries (and, for an inline changelog, their data) stay in memory and reach
+    ``00changelog.i`` in one append when the transaction finalizes, after every filelog
+    and manifest write. A concurrent reader never sees a changeset whose manifest or
+    files are not written yet, nor one a failing transaction will roll back. The data
+    of a split changelog is appended at once (readers ignore data past the index). An
+    inline changelog is not split while entries are pending.
+    """
 
     _storedeltas = False
     _may_inline = False
 
     def __init__(self, opener: VFS, *, compression: str = "zlib", **kwargs: Any) -> None:
         kwargs.pop("generaldelta", None)
+        self._pending: bytearray | None = None  # index bytes not yet written
         super().__init__(
             opener, "00changelog", generaldelta=False, compression=compression, **kwargs
         )
+
+    @property
+    def delayed(self) -> bool:
+        """Whether entries of the running transaction are still held in memory."""
+        return self._pending is not None
+
+    def _write_index(self, tr: Transaction, data: bytes) -> None:
+        addfinalize = getattr(tr, "addfinalize", None)
+        if addfinalize is None:  # a bare journal without finalizers: write at once
+            super()._write_index(tr, data)
+            return
+        if self._pending is None:
+            self._pending = bytearray()
+            addfinalize(b"cl-delayed", self._finalize_pending)
+            tr.addabort(b"cl-delayed", self._drop_pending)  # type: ignore[attr-defined]
+        self._pending += data
+
+    def _may_split(self) -> bool:
+        return self._pending is None
+
+    def _finalize_pending(self, tr: Any) -> None:
+        """Make the transaction's changesets visible: one append to the index."""
+        pending, self._pending = self._pending, None
+        if pending:
+            super()._write_index(tr, bytes(pending))
+
+    def _drop_pending(self, tr: Any) -> None:
+        self._pending = None
 
     def read(self, rev_or_node: int | bytes) -> ChangesetEntry:
         rev = self._revnode(rev_or_node)

@@ -308,8 +308,15 @@ class Repository:
     # -- revlogs -------------------------------------------------------------------------
 
     def invalidate(self) -> None:
-        """Forget everything read from the store (after a write, a rollback or a wait)."""
+        """Forget everything read from the store (after a write, a rollback or a wait).
+
+        Within a transaction the changelog object is kept when it holds delayed entries
+        (spec §7.3): they exist nowhere else until the transaction finalizes.
+        """
+        cl = self._cache.get("changelog")
         self._cache.clear()
+        if isinstance(cl, Changelog) and cl.delayed and self.currenttransaction() is not None:
+            self._cache["changelog"] = cl
         if self.svfs.fncache is not None:
             self.svfs.fncache.invalidate()
 

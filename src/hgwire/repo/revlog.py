@@ -1055,6 +1055,7 @@ class Revlog:
         if (
             self.inline
             and self._datasize() + len(chunk) >= MAX_INLINE
+            and self._may_split()
             and tr.findoffset(self.indexfile) is None
             and self.opener.size(self.indexfile) > 0
         ):
@@ -1063,17 +1064,24 @@ class Revlog:
             tr.addbackup(self.indexfile)
             self._split(tr)
         if self.inline:
-            self._journal(tr, self.indexfile)
-            self._append(self.indexfile, entry + chunk)
+            self._write_index(tr, entry + chunk)
         else:
             self._journal(tr, self.datafile)
-            self._journal(tr, self.indexfile)
             if chunk:
                 self._append(self.datafile, chunk)
-            self._append(self.indexfile, entry)
+            self._write_index(tr, entry)
         if self.inline:
             assert self._inline_data is not None
             self._inline_data += entry + chunk
+
+    def _write_index(self, tr: Transaction, data: bytes) -> None:
+        """Append index bytes (an entry, plus its chunk when inline) to the index file."""
+        self._journal(tr, self.indexfile)
+        self._append(self.indexfile, data)
+
+    def _may_split(self) -> bool:
+        """Whether the inline→split conversion may run now (the changelog defers it)."""
+        return True
 
     def _append(self, path: str, data: bytes) -> None:
         """Append ``data`` in one write; inside :meth:`addgroup` the handle stays open."""
@@ -1120,7 +1128,7 @@ class Revlog:
             fields = INDEX_ENTRY.unpack(entry)
             for name, col in self._cols.items():
                 col.append(fields[_COLUMNS[name] - 1])
-        if self.inline and self._datasize() >= MAX_INLINE:
+        if self.inline and self._datasize() >= MAX_INLINE and self._may_split():
             tr = self._tr
             if tr is not None and tr.findoffset(self.indexfile) == 0:
                 # the index is new in this transaction: rollback deletes it anyway
