@@ -282,6 +282,17 @@ def test_changelog_entries_become_visible_at_close(
     hg72("verify", cwd=repo.root)
 
 
+def test_invalidate_within_a_transaction_keeps_new_fncache_entries(tmp_path: Path) -> None:
+    """The fncache entries of files created in a transaction are written when it
+    finalizes; an invalidation in between (a pushkey part after a changegroup) must not
+    drop them, or stream clones would silently miss those files (Appendix B #10)."""
+    repo = Repository.create(tmp_path / "r")
+    with repo.transaction(b"commit") as tr:
+        repo.file(b"new.txt").add(b"x\n", None, tr, 0, nullid, nullid)
+        repo.invalidate()
+    assert repo.svfs.read("fncache") == b"data/new.txt.i\n"
+
+
 def test_unreadable_requires_is_a_repository_error(tmp_path: Path) -> None:
     repo = Repository.create(tmp_path / "r")
     (repo.path / "requires").unlink()

@@ -311,13 +311,16 @@ class Repository:
         """Forget everything read from the store (after a write, a rollback or a wait).
 
         Within a transaction the changelog object is kept when it holds delayed entries
-        (spec §7.3): they exist nowhere else until the transaction finalizes.
+        (spec §7.3), and the fncache keeps the names added since it started: both exist
+        nowhere else until the transaction finalizes (and the store lock held for it
+        keeps other writers out).
         """
+        intr = self.currenttransaction() is not None
         cl = self._cache.get("changelog")
         self._cache.clear()
-        if isinstance(cl, Changelog) and cl.delayed and self.currenttransaction() is not None:
+        if isinstance(cl, Changelog) and cl.delayed and intr:
             self._cache["changelog"] = cl
-        if self.svfs.fncache is not None:
+        if self.svfs.fncache is not None and not intr:
             self.svfs.fncache.invalidate()
 
     @property
