@@ -15,7 +15,7 @@ import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
-from typing import TYPE_CHECKING, Any, BinaryIO, Final
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from hgwire.errors import FrameError
 from hgwire.wire import cbor
@@ -88,20 +88,11 @@ class SettingsFlag(IntFlag):
 
 
 #: Flags as plain ints, for hot paths (``IntFlag`` arithmetic is slow).
-STREAM_BEGIN: Final = int(StreamFlag.BEGIN)
-STREAM_END: Final = int(StreamFlag.END)
-STREAM_ENCODED: Final = int(StreamFlag.ENCODED)
-SETTINGS_CONTINUATION: Final = int(SettingsFlag.CONTINUATION)
-SETTINGS_EOS: Final = int(SettingsFlag.EOS)
-REQUEST_NEW: Final = int(CommandRequestFlag.NEW)
-REQUEST_CONTINUATION: Final = int(CommandRequestFlag.CONTINUATION)
-REQUEST_MORE: Final = int(CommandRequestFlag.MORE)
-REQUEST_HAVE_DATA: Final = int(CommandRequestFlag.HAVE_DATA)
-DATA_CONTINUATION: Final = int(CommandDataFlag.CONTINUATION)
-DATA_EOS: Final = int(CommandDataFlag.EOS)
-RESPONSE_CONTINUATION: Final = int(CommandResponseFlag.CONTINUATION)
-RESPONSE_EOS: Final = int(CommandResponseFlag.EOS)
-
+STREAM_BEGIN, STREAM_END, STREAM_ENCODED = map(int, StreamFlag)
+REQUEST_NEW, REQUEST_CONTINUATION, REQUEST_MORE, REQUEST_HAVE_DATA = map(int, CommandRequestFlag)
+DATA_CONTINUATION, DATA_EOS = map(int, CommandDataFlag)
+RESPONSE_CONTINUATION, RESPONSE_EOS = map(int, CommandResponseFlag)
+SETTINGS_CONTINUATION, SETTINGS_EOS = map(int, SettingsFlag)
 
 #: Names used by the human-readable frame syntax and debug output (spec §1.7).
 FRAME_TYPE_NAMES: dict[str, FrameType] = {
