@@ -150,3 +150,35 @@ def test_archived_and_internal_phases_match_hg72(
         pc.write(tr, repo.svfs)
     assert list(pc.phases) == hgrepos.hg_facts(full_repo72.hg, path)["phases"]
     assert pc.phase(13) == phases.ARCHIVED
+
+
+@pytest.mark.interop
+def test_load_remembers_phases_until_phaseroots_or_history_change(
+    full_repo: hgrepos.GeneratedRepo,
+    repo_copy: Callable[[Path], Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = repo_copy(full_repo.path)
+    first = phases.PhaseCache.load(Repository.open(path))
+    expected = bytearray(first.phases)
+    assert first.advance_boundary(phases.PUBLIC, [12])  # in memory only, not written
+
+    def unexpected(*args: object) -> None:
+        raise AssertionError("phaseroots parsed again")
+
+    with monkeypatch.context() as m:
+        m.setattr(phases, "parse_phaseroots", unexpected)
+        again = phases.PhaseCache.load(Repository.open(path))  # one open per request
+    assert again.phases == expected  # each instance has its own copy
+    repo = Repository.open(path)
+    pc = phases.PhaseCache.load(repo)
+    with repo.transaction(b"phase") as tr:
+        pc.advance_boundary(phases.PUBLIC, [12])
+        pc.write(tr, repo.svfs)
+    moved = phases.PhaseCache.load(Repository.open(path))
+    assert moved.phases == pc.phases != expected
+    assert hgrepos.hg_facts(full_repo.hg, path)["phases"] == list(moved.phases)
+    # hg rollback restores the previous phaseroots: noticed too
+    hgrepos.run_hg_steps(full_repo.hg, path, [["hg", ["rollback"]]])
+    rolled = phases.PhaseCache.load(Repository.open(path))
+    assert rolled.phases == expected

@@ -14,12 +14,14 @@ revisions below the secret phase (secret, archived and internal are hidden).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from hgwire.errors import LookupNodeError, RepositoryError
 from hgwire.repo import dagops
 from hgwire.repo.dagops import DAG
+from hgwire.repo.store import store_key
 
 PUBLIC = 0
 DRAFT = 1
@@ -137,9 +139,20 @@ def serialize(roots: Mapping[int, Iterable[int]], node: Callable[[int], bytes]) 
     return b"".join(lines)
 
 
+#: store -> (changelog length, tip node, phaseroots content, phases) of the last load
+_CACHE: dict[str, tuple[int, bytes, bytes, bytes]] = {}
+_CACHE_MAX = 16
+_CACHE_LOCK = threading.Lock()
+
+
 class PhaseCache:
     """The phases of one changelog snapshot, with boundary moves written through a
-    transaction (``store/phaseroots`` replaced atomically after ``tr.addbackup``)."""
+    transaction (``store/phaseroots`` replaced atomically after ``tr.addbackup``).
+
+    :meth:`load` remembers the phases it computed per store (a server loads them per
+    request) and reuses them while the changelog length, tip node and ``phaseroots``
+    content are unchanged; each instance has its own copy to move boundaries in.
+    """
 
     def __init__(
         self,
@@ -170,8 +183,24 @@ class PhaseCache:
                 return None
             return rev if rev < len(dag) else None
 
-        roots = parse_phaseroots(repo.svfs.tryread("phaseroots"), rev_of, name)
-        return cls(dag, roots, cl.node, getattr(repo, "requirements", ()))
+        data = repo.svfs.tryread("phaseroots")
+        n = len(dag)
+        state = (n, cl.node(n - 1) if n else b"", data)
+        key = store_key(repo)
+        hit = _CACHE.get(key) if key is not None else None
+        requirements = getattr(repo, "requirements", ())
+        if hit is not None and hit[:3] == state:
+            pc = cls(dag, {}, cl.node, requirements)
+            pc.phases = bytearray(hit[3])
+            return pc
+        pc = cls(dag, parse_phaseroots(data, rev_of, name), cl.node, requirements)
+        if key is not None:
+            with _CACHE_LOCK:
+                _CACHE.pop(key, None)
+                _CACHE[key] = (*state, bytes(pc.phases))
+                while len(_CACHE) > _CACHE_MAX:
+                    del _CACHE[next(iter(_CACHE))]
+        return pc
 
     def __len__(self) -> int:
         return len(self.phases)
