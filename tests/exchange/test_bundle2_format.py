@@ -293,3 +293,11 @@ def test_decompression_limits_and_truncation() -> None:
         list(p.read() for p in Unbundler(io.BytesIO(data), max_decompressed=1000))
     with pytest.raises(BundleError, match=r"truncated|ended"):
         list(p.read() for p in Unbundler(io.BytesIO(data[:-6])))
+
+
+def test_coalesce_joins_small_chunks_and_keeps_bytes() -> None:
+    pieces = [bytes([i % 251]) * (i % 7000) for i in range(100)]
+    out = list(bundle2.coalesce(iter(pieces), 65536))
+    assert b"".join(out) == b"".join(pieces)
+    assert all(len(c) >= 65536 for c in out[:-1])
+    assert len(out) < len(pieces)

@@ -254,3 +254,47 @@ def test_unknown_parent_is_an_abort(tmp_path: Path) -> None:
     with pytest.raises(AbortError, match="unknown parent"):
         changegroup.apply(repo, CgUnpacker(io.BytesIO(data), b"02"))
     assert len(Repository.open(tmp_path / "r")) == 0
+
+
+def _groups(data: bytes, version: bytes) -> dict[tuple[str, bytes], set[tuple[bytes, ...]]]:
+    """Per group: the set of (node, p1, p2, linknode) a changegroup carries."""
+    out: dict[tuple[str, bytes], set[tuple[bytes, ...]]] = {}
+    for g in CgUnpacker(io.BytesIO(data), version).groups():
+        out[(g.kind, g.name)] = {(d.node, d.p1, d.p2, d.linknode) for d in g.deltas}
+    return out
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("cgversion", [b"01", b"02", b"03"])
+def test_full_clone_fast_path_matches_slow_path(
+    full_repo72: hgrepos.GeneratedRepo, hg72: HgRunner, tmp_path: Path, cgversion: bytes
+) -> None:
+    """A full clone (nothing common, every changeset) takes the linkrev fast path: the same
+    revisions with the same parents and linknodes as the manifest-reading path, and real
+    hg applies it and verifies."""
+    src = tmp_path / "src"
+    hg72("clone", "-q", "-U", full_repo72.path, src)  # no secret changeset: all is served
+    repo = Repository.open(src)
+    outgoing = changegroup.findoutgoing(repo, [])
+    assert changegroup._isfullclone(repo, outgoing)
+    fast = b"".join(changegroup.makechangegroup(repo, outgoing, cgversion))
+    slow = b"".join(changegroup.makechangegroup(repo, outgoing, cgversion, fastpath=False))
+    fastgroups = _groups(fast, cgversion)
+    assert fastgroups == _groups(slow, cgversion)
+    assert any(kind == "file" for kind, _name in fastgroups)
+    path = write_bundle(tmp_path / "b.hg", iter([fast]), cgversion, outgoing.nbchanges)
+    dest = tmp_path / "dest"
+    hg72("init", dest)
+    hg72("-R", dest, "unbundle", "-q", path)
+    hg72("-R", dest, "verify", "-q")
+    assert log_lines(hg72, dest) == log_lines(hg72, src)
+
+
+def test_fast_path_not_taken_with_common_or_unserved(
+    full_repo72: hgrepos.GeneratedRepo,
+) -> None:
+    """Secret changesets (not served) or anything common keep the manifest path."""
+    repo = Repository.open(full_repo72.path)
+    assert not changegroup._isfullclone(repo, changegroup.findoutgoing(repo, []))
+    partial = changegroup.findoutgoing(repo, [repo.changelog.node(0)])
+    assert not changegroup._isfullclone(repo, partial)

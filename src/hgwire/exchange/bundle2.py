@@ -160,6 +160,37 @@ class DecompressingReader:
         return out
 
 
+#: Size of the pieces :func:`coalesce` yields (fewer, larger compressor and socket writes).
+COALESCE_SIZE = 1 << 16
+
+
+def coalesce(chunks: Iterable[bytes], size: int = COALESCE_SIZE) -> Iterator[bytes]:
+    """``chunks`` joined into pieces of at least ``size`` bytes (the last may be shorter).
+    If ``chunks`` raises, what was buffered goes out before the exception."""
+    parts: list[bytes] = []
+    have = 0
+    it = iter(chunks)
+    while True:
+        try:
+            c = next(it)
+        except StopIteration:
+            break
+        except Exception:
+            if parts:
+                yield b"".join(parts)
+            raise
+        if not c:
+            continue
+        parts.append(c)
+        have += len(c)
+        if have >= size:
+            yield parts[0] if len(parts) == 1 else b"".join(parts)
+            parts = []
+            have = 0
+    if parts:
+        yield b"".join(parts)
+
+
 def compresschunks(
     chunks: Iterable[bytes], engine: bytes | None, level: int = -1
 ) -> Iterator[bytes]:
@@ -409,7 +440,7 @@ class Bundler:
         """The whole stream as chunks (parts are encoded lazily, in order)."""
         blob = encodestreamparams(self.params)
         yield MAGIC + _I32.pack(len(blob)) + blob
-        yield from compresschunks(self._body(), self.compression)
+        yield from compresschunks(coalesce(self._body()), self.compression)
 
     def _body(self) -> Iterator[bytes]:
         for i, part in enumerate(self.parts):

@@ -520,18 +520,141 @@ def _manifestchanges(ml: Revlog, mrev: int, p1mrev: int) -> list[tuple[bytes, by
     return lines
 
 
+_BATCH = 512
+
+
+def _allrevisiondeltas(
+    rl: Revlog, version: bytes, linknodes: Sequence[bytes]
+) -> Iterator[RevisionDelta] | None:
+    """Every revision of ``rl`` in order with its stored delta as is (all bases were sent
+    before it), linknode ``linknodes[linkrev]``; ``None`` when that does not apply (a
+    linkrev outside ``linknodes``, revision flags, or cg1), for the general path."""
+    if version == b"01":
+        return None
+    n = len(rl)
+    entries = [rl._entry(r) for r in range(n)]
+    ncl = len(linknodes)
+    for e in entries:
+        if e[0] & 0xFFFF or not 0 <= e[4] < ncl:
+            return None
+    return _alldeltas(rl, entries, linknodes)
+
+
+def _alldeltas(
+    rl: Revlog,
+    entries: list[tuple[int, int, int, int, int, int, int, bytes]],
+    linknodes: Sequence[bytes],
+) -> Iterator[RevisionDelta]:
+    n = len(entries)
+    gd = rl.generaldelta
+    nodes = [e[7] for e in entries]
+    nodes.append(NULLID)  # index -1 (nullrev)
+    decompress = rl._decompress
+    header = mdiff.trivialdiffheader
+    for lo in range(0, n, _BATCH):
+        revs = list(range(lo, min(n, lo + _BATCH)))
+        for rev, raw in zip(revs, rl._rawchunks(revs), strict=True):
+            e = entries[rev]
+            data = decompress(raw, rev)
+            base = e[3]
+            if base == rev:
+                base = NULLREV
+                delta = header(len(data)) + data
+            else:
+                if not gd:
+                    base = rev - 1
+                delta = bytes(data)
+            yield RevisionDelta(
+                node=e[7],
+                p1=nodes[e[5]],
+                p2=nodes[e[6]],
+                linknode=linknodes[e[4]],
+                deltabase=nodes[base],
+                delta=delta,
+                flags=0,
+            )
+
+
+def _isfullclone(repo: Repository, outgoing: Outgoing) -> bool:
+    """Whether ``outgoing`` is every changeset of ``repo`` with nothing common."""
+    missing = outgoing.missing
+    n = len(repo.changelog)
+    return (
+        n > 0
+        and len(missing) == n
+        and missing[0] == 0
+        and missing[-1] == n - 1
+        and not any(r != NULLREV for r in outgoing.commonrevs)
+    )
+
+
+def _storefilepaths(repo: Repository) -> list[bytes]:
+    """Paths of every filelog in the store (fncache, else the store walk), sorted."""
+    fncache = getattr(repo.svfs, "fncache", None)
+    names: Iterable[bytes]
+    if fncache is not None:
+        names = list(fncache)
+    else:
+        names = [name for name, _enc, _size in repo.store_files()]
+    return sorted({n[5:-2] for n in names if n.startswith(b"data/") and n.endswith(b".i")})
+
+
+def _fullchangegroup(repo: Repository, version: bytes) -> Iterator[bytes]:
+    """Every revision of every revlog whose linkrev is a changeset (a full clone): the
+    file list from the store and linknodes from linkrevs, reading no manifest
+    (Mercurial's "fast path by linkrev")."""
+    cl = repo.changelog
+    ml = repo.manifestlog
+    ncl = len(cl)
+    clnodes = [cl.node(r) for r in range(ncl)]
+
+    def everything(rl: Revlog) -> Iterator[RevisionDelta]:
+        fast = _allrevisiondeltas(rl, version, clnodes)
+        if fast is not None:
+            return fast
+        revs = [r for r in range(len(rl)) if 0 <= rl.linkrev(r) < ncl]
+        return _revisiondeltas(
+            rl, revs, version, lambda r: clnodes[rl.linkrev(r)], lambda r: r == NULLREV
+        )
+
+    def filegroups() -> Iterator[tuple[bytes, Iterator[RevisionDelta]]]:
+        for path in _storefilepaths(repo):
+            fl = repo.file(path)
+            if not len(fl):
+                continue
+            deltas = everything(fl)
+            first = next(deltas, None)
+            if first is None:
+                continue
+            yield path, _prepend(first, deltas)
+
+    yield from packgroups(version, everything(cl), everything(ml), filegroups())
+
+
+def _prepend(first: RevisionDelta, rest: Iterator[RevisionDelta]) -> Iterator[RevisionDelta]:
+    yield first
+    yield from rest
+
+
 def makechangegroup(
     repo: Repository,
     outgoing: Outgoing,
     version: bytes = b"02",
+    *,
+    fastpath: bool = True,
 ) -> Iterator[bytes]:
     """The changegroup of ``outgoing.missing`` as chunks (spec §8.4, §8.5), streamed.
 
     Changesets in revision order, then the manifests they reference and the file
     revisions those introduce, minus what the receiver has (linkrev in
     ``outgoing.commonrevs``); linknode = the first outgoing changeset referencing it.
+    A full clone (every changeset, nothing common) takes the linkrev fast path unless
+    ``fastpath`` is false: every revision of every revlog, linknode from its linkrev.
     """
     _headerstruct(version)
+    if fastpath and _isfullclone(repo, outgoing):
+        yield from _fullchangegroup(repo, version)
+        return
     cl = repo.changelog
     ml = repo.manifestlog
     csets = outgoing.missing
