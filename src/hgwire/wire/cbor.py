@@ -443,11 +443,14 @@ def _items_pattern() -> re.Pattern[bytes]:
     branches = [one]
     for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
         branches.append(cls(m + info for m in ints) + b".{%d}" % size)
-    branches.extend(re.escape(bytes((0x40 + n,))) + b".{%d}" % n for n in range(1, 24))
-    # One-byte lengths (24..255): a literal per length, tried by sre's fast first-byte check.
+    # One-byte lengths: a literal per length, tried in order by sre's fast first-byte
+    # check, so the shortest-form lengths (24..255) come first and this whole branch
+    # before the 23 literals of the short byte strings.
+    lengths = [*range(24, 256), *range(24)]
     branches.append(
-        b"\\x58(?:" + b"|".join(re.escape(bytes((n,))) + b".{%d}" % n for n in range(256)) + b")"
+        b"\\x58(?:" + b"|".join(re.escape(bytes((n,))) + b".{%d}" % n for n in lengths) + b")"
     )
+    branches.extend(re.escape(bytes((0x40 + n,))) + b".{%d}" % n for n in range(1, 24))
     branches.append(re.escape(_TAG_SET_HEADER))
     return re.compile(b"(?:" + b"|".join(branches) + b")*+", re.DOTALL)
 
