@@ -262,3 +262,13 @@ def test_handshake(app: HgwireApp, public_repo: Path) -> None:
     v1 = call(noapi, "GET", "/?cmd=capabilities", upgrade)
     assert v1.header("content-type") == "application/mercurial-0.1"
     assert call(noapi, "GET", "/api/").status == 400
+
+
+def test_post_args_longer_than_the_body_are_refused(app: HgwireApp) -> None:
+    """A body cut short inside its X-HgArgs-Post arguments is a 400, not truncated args."""
+    args = urlencode({"heads": "666f726365"}).encode()
+    headers = [("X-HgArgs-Post", str(len(args) + 10))]
+    got = call(app, "POST", "/?cmd=upload", headers, args)
+    assert got.status == 400
+    assert b"X-HgArgs-Post" in got.body
+

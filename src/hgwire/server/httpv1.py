@@ -276,6 +276,9 @@ async def handle(
         return await send_response(send, Response(400, msg, "text/plain"))
     if postlen:
         encoded, rest = await request.read_exactly(postlen, chunks)
+        if len(encoded) < postlen:
+            msg = b"request body shorter than its X-HgArgs-Post arguments\n"
+            return await send_response(send, Response(400, msg, "text/plain"))
     else:
         encoded, rest = header_args(request), b""
     given = merge_args(request.query, encoded)
