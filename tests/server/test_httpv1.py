@@ -272,3 +272,20 @@ def test_post_args_longer_than_the_body_are_refused(app: HgwireApp) -> None:
     assert got.status == 400
     assert b"X-HgArgs-Post" in got.body
 
+
+def test_request_body_limit(public_repo: Path) -> None:
+    """``hgwire.max-request-body`` refuses larger bodies with 413 (declared or streamed)."""
+    opts = ServerOptions(
+        repo=public_repo,
+        overrides=["web.allow-push=*", "web.push_ssl=false", "hgwire.max-request-body=1000"],
+    )
+    limited = HgwireApp(opts, registry())
+    ok = call(limited, "POST", "/?cmd=upload&heads=00", [], b"x" * 1000, body_pieces=3)
+    assert ok.status == 200 and ok.body.startswith(b"1000\n")
+    streamed = call(limited, "POST", "/?cmd=upload&heads=00", [], b"x" * 1001, body_pieces=3)
+    assert streamed.status == 413
+    assert b"1000 bytes" in streamed.body
+    declared = call(limited, "POST", "/?cmd=upload&heads=00", [("Content-Length", "5000")], b"x")
+    assert declared.status == 413
+    postargs = [("X-HgArgs-Post", "2000")]
+    assert call(limited, "POST", "/?cmd=upload", postargs, b"h" * 2000).status == 413

@@ -222,3 +222,24 @@ def test_client_gone_stops_production(app: HgwireApp) -> None:
     asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
     assert 5 <= len(chunks) < 10
     assert PRODUCED[0] < 100
+
+
+def test_reactor_limits_from_config(public_repo: Path) -> None:
+    """``hgwire.max-frame-request-size`` and ``hgwire.max-requests-in-flight`` reach the
+    reactor: a larger request or one request too many is a protocol error."""
+    overrides = [
+        *VECTOR_CONFIGS["default"],
+        "hgwire.max-frame-request-size=64",
+        "hgwire.max-requests-in-flight=1",
+    ]
+    limited = HgwireApp(ServerOptions(repo=public_repo, overrides=overrides), stand_in_registry())
+    small = post(limited, "heads", body(settings(b"identity"), req(1, "heads")))
+    assert small.status == 200 and decode_frames(small.body)[1][1].eos
+    big = req(1, "heads", args={b"publiconly": False, b"pad": b"x" * 100})
+    got = post(limited, "heads", body(settings(b"identity"), big))
+    assert got.status == 200
+    assert b"exceeds the maximum request size of 64 bytes" in got.body
+    partial = cbor.dumps({b"name": b"heads"})[:5]
+    first = Frame(1, 1, 0, FrameType.COMMAND_REQUEST, 0x01 | 0x04, partial).to_bytes()
+    got = post(limited, "multirequest", body(settings(b"identity")) + first + body(req(3, "heads")))
+    assert b"too many requests in flight: the limit is 1" in got.body

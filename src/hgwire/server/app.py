@@ -30,6 +30,7 @@ from hgwire.server.asgi import (
     Message,
     Receive,
     Request,
+    RequestTooLarge,
     Response,
     Scope,
     Send,
@@ -216,6 +217,7 @@ class HgwireApp:
         except HgwireError as exc:
             log.error("configuration of %s: %s", served.root, exc)
             return await self._respond(send, text(500, "server configuration error\n"))
+        request.max_body = settings.max_request_body
         try:
             if parts and parts[0] == "api" and settings.config.apiserver:
                 sent = await httpv2.handle_api(request, send, served, self.registry)
@@ -223,6 +225,11 @@ class HgwireApp:
             if cmd is not None:
                 sent = await httpv1.handle(request, send, served, self.registry, cmd)
                 return status[0], sent
+        except RequestTooLarge as exc:
+            log.info("%s %s: %s", request.method, request.scope.get("path"), exc)
+            if status[0] != 0:
+                raise
+            return await self._respond(send, text(413, f"{exc}\n"))
         except HgwireError as exc:
             # e.g. the repository vanished or is damaged; answer if nothing was sent yet.
             log.error("%s %s: %s", request.method, request.scope.get("path"), exc)

@@ -34,6 +34,14 @@ class ClientDisconnected(Exception):
     """The client went away while its request body was being read."""
 
 
+class RequestTooLarge(Exception):
+    """The request body is larger than the configured limit (answered 413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body exceeds the limit of {limit} bytes")
+        self.limit = limit
+
+
 def reason_for(status: int) -> str:
     """The standard reason phrase of ``status``."""
     try:
@@ -104,6 +112,8 @@ class Request:
     #: Set by the transports for the access log: the command(s) served.
     commands: list[str] = field(default_factory=list)
     body_consumed: bool = False
+    #: The largest body :meth:`body_chunks` delivers (None: no limit).
+    max_body: int | None = None
 
     @classmethod
     def from_scope(cls, scope: Scope, receive: Receive, dispatchparts: list[str]) -> Request:
@@ -150,12 +160,21 @@ class Request:
         if self.body_consumed:
             return
         self.body_consumed = True
+        limit = self.max_body
+        if limit is not None:
+            declared = self.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise RequestTooLarge(limit)
+        received = 0
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
                 raise ClientDisconnected()
             chunk = message.get("body", b"")
             if chunk:
+                received += len(chunk)
+                if limit is not None and received > limit:
+                    raise RequestTooLarge(limit)
                 yield chunk
             if not message.get("more_body", False):
                 return
@@ -194,10 +213,14 @@ class Request:
     async def spool(self, chunks: AsyncIterator[bytes], first: bytes = b"") -> BinaryIO:
         """The rest of the body in a file-like object (on disk above the threshold)."""
         spooled = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=SPOOL_THRESHOLD))  # noqa: SIM115
-        if first:
-            spooled.write(first)
-        async for chunk in chunks:
-            spooled.write(chunk)
+        try:
+            if first:
+                spooled.write(first)
+            async for chunk in chunks:
+                spooled.write(chunk)
+        except BaseException:
+            spooled.close()
+            raise
         spooled.seek(0)
         return spooled
 

@@ -22,8 +22,12 @@ from pathlib import Path
 from hgwire.commands.context import ServerConfig
 from hgwire.errors import HgwireError
 from hgwire.server.auth import AccessRules
+from hgwire.wire.server import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_REQUEST_SIZE
 
 Items = dict[tuple[str, str], str]
+
+#: Default ``hgwire.max-request-body`` (push bundles are spooled to disk above 1 MiB).
+DEFAULT_MAX_REQUEST_BODY = 4 << 30
 
 _SECTION = re.compile(r"\[([^\[]+)\]")
 _ITEM = re.compile(r"([^=\s][^=]*?)\s*=\s*((.*\S)?)")
@@ -126,6 +130,12 @@ class RepoSettings:
     access: AccessRules
     #: ``experimental.web.api.debugreflect``.
     debugreflect: bool = False
+    #: ``hgwire.max-request-body``: the largest request body accepted (413 above it).
+    max_request_body: int = DEFAULT_MAX_REQUEST_BODY
+    #: ``hgwire.max-frame-request-size``: one frame-protocol request's largest size.
+    max_frame_request: int = DEFAULT_MAX_REQUEST_SIZE
+    #: ``hgwire.max-requests-in-flight``: frame-protocol requests open at once.
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     #: The raw items, for anything else.
     items: Items = field(default_factory=dict)
 
@@ -145,6 +155,12 @@ def settings_from_items(items: Items) -> RepoSettings:
             return parse_bool(value, default)
         except ConfigError:
             raise ConfigError(f"{section}.{name} is not a boolean: {value!r}") from None
+
+    def limit(name: str, default: int) -> int:
+        value = parse_int(get("hgwire", name), default, f"hgwire.{name}")
+        if value <= 0:
+            raise ConfigError(f"hgwire.{name} must be positive: {value}")
+        return value
 
     engines = parse_list(get("server", "compressionengines"))
     known_engines = [e for e in engines if e in ("zstd", "zlib", "none")]
@@ -190,6 +206,9 @@ def settings_from_items(items: Items) -> RepoSettings:
         config=cfg,
         access=access,
         debugreflect=flag("experimental", "web.api.debugreflect", False),
+        max_request_body=limit("max-request-body", DEFAULT_MAX_REQUEST_BODY),
+        max_frame_request=limit("max-frame-request-size", DEFAULT_MAX_REQUEST_SIZE),
+        max_in_flight=limit("max-requests-in-flight", DEFAULT_MAX_IN_FLIGHT),
         items=dict(items),
     )
 

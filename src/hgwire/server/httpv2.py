@@ -123,7 +123,13 @@ async def handle_v2(
         return await send_response(
             send, text(403, f"insufficient permissions to execute command: {command}")
         )
-    return await process(request, send, ctx, available, permission, command)
+    reactor = ServerReactor(
+        defer_output=True,
+        answer_empty_output=True,
+        max_request_size=settings.max_frame_request,
+        max_in_flight=settings.max_in_flight,
+    )
+    return await process(request, send, ctx, available, permission, command, reactor)
 
 
 async def process(
@@ -133,9 +139,9 @@ async def process(
     available: dict[bytes, V2Command],
     permission: str,
     command: str,
+    reactor: ServerReactor,
 ) -> int:
     """Read the frames, dispatch the commands, then stream the responses (spec §3.7)."""
-    reactor = ServerReactor(defer_output=True, answer_empty_output=True)
     stream: ServerOutputStream | None = None
     multi = command == "multirequest"
     seen = 0
