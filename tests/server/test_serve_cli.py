@@ -192,3 +192,22 @@ def test_workers(
     assert log.count('"GET /?cmd=getbundle"') == 3
     tip = hg72("log", "-r", "tip", "-T", "{node}", cwd=public_repo).stdout
     assert hg72("log", "-r", "tip", "-T", "{node}", cwd=tmp_path / "c2").stdout == tip
+
+
+def test_deny_read_hides_pages_and_listing(public_repo: Path, tmp_path: Path) -> None:
+    """A repository hidden by deny_read is neither listed nor shows its page (hgwebdir)."""
+    root = tmp_path / "root"
+    hgrepos.copy_repo(public_repo, root / "open")
+    secret = hgrepos.copy_repo(public_repo, root / "secret")
+    (secret / ".hg" / "hgrc").write_text("[web]\ndeny_read = *\n")
+    app = HgwireApp(ServerOptions(root=root), stand_in_registry())
+    listing = call(app, "GET", "/", [("Host", "h")])
+    assert listing.status == 200 and b"http://h/open" in listing.body
+    assert b"secret" not in listing.body
+    page = call(app, "GET", "/open", [("Host", "h")])
+    assert page.status == 200 and b"secret" not in page.body
+    for target in ("/secret", "/secret/nosuch"):
+        hidden = call(app, "GET", target, [("Host", "h")])
+        assert (hidden.status, hidden.reason) == (401, "read not authorized")
+        assert b"secret" not in hidden.body
+    assert call(app, "GET", "/secret?cmd=capabilities").status == 401

@@ -194,14 +194,14 @@ class HgwireApp:
         self, request: Request, send: Send, routed: tuple[ServedRepo, list[str]] | None
     ) -> tuple[int, int]:
         request.auth_enabled = self.passwords is not None
+        refused = await self._authenticate(request)
+        if refused is not None:
+            return await self._respond(send, refused)
         if routed is None:
             if self.options.root is not None and not request.path_parts():
                 return await self._respond(send, self._listing(request))
             return await self._respond(send, text(404, "Not Found\n"))
         served, parts = routed
-        refused = await self._authenticate(request)
-        if refused is not None:
-            return await self._respond(send, refused)
         cmd = request.qs(b"cmd")
         status = [0]  # set when the response starts
         orig_send = send
@@ -236,6 +236,11 @@ class HgwireApp:
             if status[0] != 0:
                 raise
             return await self._respond(send, text(500, f"{exc}\n"))
+        # Pages other than commands: a repository hidden by deny_read/allow_read shows
+        # nothing, as hgweb checks read access before rendering any page.
+        denied = auth.check_read(settings.access, request.user)
+        if denied is not None:
+            return await self._respond(send, httpv1.refusal(request, denied, b""))
         if parts:
             name = parts[0]
             return await self._respond(send, text(400, f"no such method: {name}\n",
@@ -255,15 +260,28 @@ class HgwireApp:
         ]
         if self.options.root is not None:
             lines += ["", "Repositories served here:"]
-            lines += [f"  {request.scheme}://{host}/{n}" for n in sorted(self._repos)]
+            lines += [f"  {request.scheme}://{host}/{n}" for n in self._readable(request)]
         return text(200, "\n".join(lines) + "\n")
 
     def _listing(self, request: Request) -> Response:
         """``--root`` without a repository at ``/``: the repositories served."""
         host = request.headers.get("host", "localhost")
         lines = ["hgwire: repositories served here:", ""]
-        lines += [f"  {request.scheme}://{host}/{n}" for n in sorted(self._repos)]
+        lines += [f"  {request.scheme}://{host}/{n}" for n in self._readable(request)]
         return text(200, "\n".join(lines) + "\n")
+
+    def _readable(self, request: Request) -> list[str]:
+        """The names of the repositories ``request.user`` may read (hgwebdir's listing
+        leaves out the others; one with a broken configuration is left out too)."""
+        names = []
+        for name, served in sorted(self._repos.items()):
+            try:
+                rules = served.settings().access
+            except HgwireError:
+                continue
+            if auth.check_read(rules, request.user) is None:
+                names.append(name)
+        return names
 
     def _log(self, request: Request, status: int, sent: int, elapsed: float) -> None:
         scope = request.scope

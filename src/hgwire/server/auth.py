@@ -55,14 +55,22 @@ def _member(user: str | None, users: list[str]) -> bool:
     return users == ["*"] or (user is not None and user in users)
 
 
-def check(
-    rules: AccessRules, op: Operation, user: str | None, method: str, scheme: str
-) -> Denied | None:
-    """hgweb's ``checkauthz`` (spec §5.2): None when ``op`` is allowed."""
+def check_read(rules: AccessRules, user: str | None) -> Denied | None:
+    """``deny_read``/``allow_read`` alone (hgweb's check for its pages and listings)."""
     if rules.deny_read and (not user or _member(user, rules.deny_read)):
         return Denied(401, "read not authorized")
     if rules.allow_read and not _member(user, rules.allow_read):
         return Denied(401, "read not authorized")
+    return None
+
+
+def check(
+    rules: AccessRules, op: Operation, user: str | None, method: str, scheme: str
+) -> Denied | None:
+    """hgweb's ``checkauthz`` (spec §5.2): None when ``op`` is allowed."""
+    denied = check_read(rules, user)
+    if denied is not None:
+        return denied
     if op == "pull":
         if not rules.allow_pull:
             return Denied(401, "pull not authorized")
