@@ -211,3 +211,17 @@ def test_deny_read_hides_pages_and_listing(public_repo: Path, tmp_path: Path) ->
         assert (hidden.status, hidden.reason) == (401, "read not authorized")
         assert b"secret" not in hidden.body
     assert call(app, "GET", "/secret?cmd=capabilities").status == 401
+
+
+def test_root_does_not_follow_symlinks_out(public_repo: Path, tmp_path: Path) -> None:
+    """Neither a linked directory nor a linked ``.hg`` serves a repository outside --root."""
+    outside = hgrepos.copy_repo(public_repo, tmp_path / "outside")
+    root = tmp_path / "root"
+    hgrepos.copy_repo(public_repo, root / "inside")
+    (root / "linked").symlink_to(outside)
+    (root / "fake").mkdir()
+    (root / "fake" / ".hg").symlink_to(outside / ".hg")
+    app = HgwireApp(ServerOptions(root=root), stand_in_registry())
+    assert sorted(app.repositories) == ["inside"]
+    for target in ("/linked", "/fake", "/inside/../fake", "/inside/%2e%2e/fake"):
+        assert call(app, "GET", f"{target}?cmd=capabilities").status == 404, target

@@ -57,14 +57,20 @@ def load_commands() -> None:
 
 
 def find_repositories(root: Path) -> dict[str, Path]:
-    """Every repository below ``root``: URL path (``/``-separated, relative) -> root."""
+    """Every repository below ``root``: URL path (``/``-separated, relative) -> root.
+
+    Symbolic links are not followed, and a ``.hg`` that is a link to a directory outside
+    ``root`` is not served (nothing outside the root is reachable)."""
     found: dict[str, Path] = {}
     root = root.resolve()
     for dirpath, dirnames, _files in os.walk(root):
         if ".hg" in dirnames:
+            dirnames.clear()  # no nested repositories
+            if not (Path(dirpath) / ".hg").resolve().is_relative_to(root):
+                log.warning("not serving %s: its .hg is outside the root", dirpath)
+                continue
             rel = Path(dirpath).relative_to(root).as_posix()
             found["" if rel == "." else rel] = Path(dirpath)
-            dirnames.clear()  # no nested repositories
             continue
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
     return found
