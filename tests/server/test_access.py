@@ -228,3 +228,24 @@ def test_rules_unit() -> None:
         405, "push requires POST request"
     )
     assert auth.check(auth.AccessRules(), "pull", None, "GET", "http") is None
+
+
+def test_unknown_user_costs_a_hash_verification(password_file: Path) -> None:
+    """An unknown user is checked against a hash as a known one is (no timing oracle)."""
+    pwfile = auth.PasswordFile(password_file)
+    calls: list[str] = []
+    real = pwfile._hasher
+
+    class Counting:
+        def hash(self, password: str) -> str:
+            return real.hash(password)
+
+        def verify(self, hashed: str, password: str) -> bool:
+            calls.append(password)
+            return real.verify(hashed, password)
+
+    pwfile._hasher = Counting()  # type: ignore[assignment]
+    assert pwfile.verify("alice", "wrong") is False
+    assert pwfile.verify("nobody", "secret-a") is False
+    assert calls == ["wrong", "secret-a"]
+    assert pwfile.verify("alice", "secret-a") is True

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -121,6 +122,14 @@ class PasswordFile:
         self._hashes: dict[str, str] = {}
         self._good: set[bytes] = set()
         self._lock = threading.Lock()
+        self._dummy_hash: str | None = None
+
+    def _dummy(self) -> str:
+        """A hash with this hasher's parameters, verified for unknown users."""
+        with self._lock:
+            if self._dummy_hash is None:
+                self._dummy_hash = self._hasher.hash(os.urandom(16).hex())
+            return self._dummy_hash
 
     def _load(self) -> dict[str, str]:
         try:
@@ -140,6 +149,9 @@ class PasswordFile:
         hashes = self._load()
         stored = hashes.get(user)
         if stored is None:
+            # As slow as a wrong password: response times do not tell which users exist.
+            with contextlib.suppress(VerifyMismatchError, VerificationError, InvalidHashError):
+                self._hasher.verify(self._dummy(), password)
             return False
         key = hashlib.sha256(f"{user}\0{password}\0{stored}".encode()).digest()
         if key in self._good:
