@@ -210,3 +210,37 @@ def test_applybundle_any_kind(
     hg72("-R", tmp_path / "dest", "verify", "-q")
     nodes = hg72("-R", tmp_path / "dest", "log", "-T", "{node}\n").stdout
     assert nodes == hg72("-R", src.path, "log", "-T", "{node}\n").stdout
+
+
+@pytest.mark.interop
+def test_snapshot_survives_appends_and_inline_splits(
+    nosecret_repo72: hgrepos.GeneratedRepo, tmp_path: Path, hg72: HgRunner
+) -> None:
+    """After the lock is released, revlogs grow in place and inline ``.i`` files are
+    replaced by new files (a split): the stream still carries the snapshot's bytes."""
+    src = tmp_path / "src"
+    hg72("clone", "-q", "-U", "--pull", nosecret_repo72.path, src)  # own files, no hardlinks
+    repo = Repository.open(src)
+    store = src / ".hg" / "store"
+    listed = {name: enc for name, enc, _size in repo.store_files()}
+    inline = [
+        n for n in listed if n.endswith(b".i") and n[:-2] + b".d" not in listed
+    ]  # fmt: skip
+    assert inline
+    before = {n: (store / enc).read_bytes() for n, enc in listed.items()}
+    snap = streamclone.snapshot(repo)
+    with snap:
+        assert all(streamclone._is_volatile(n, inline=n in inline) == (n in inline) for n in listed)
+        for n in inline[: len(inline) // 2]:  # replaced by a new file, as a split does
+            path = store / listed[n]
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(b"\0\0\0\1" + b"x" * 100)
+            tmp.replace(path)
+        for n, enc in listed.items():  # appended to in place
+            if (store / enc).exists() and n not in inline[: len(inline) // 2]:
+                with open(store / enc, "ab") as fh:
+                    fh.write(b"appended")
+        got = {e.name: b"".join(snap.filechunks(e)) for e in snap.entries if e.source == b"s"}
+    for n, data in before.items():
+        if data or n.endswith(b".i"):
+            assert got[n] == data, n

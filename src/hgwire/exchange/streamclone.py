@@ -7,9 +7,12 @@
   parameters (§10.2).
 
 Generation takes a consistent snapshot under the store lock: every file's size is recorded
-then, and files that may be rewritten in place of being appended to (inline revlog
-indexes, phaseroots, bookmarks, nodemap dockets) are copied aside while the lock is held.
-Append-only files are read afterwards up to their recorded size.
+then. Revlogs are appended to in place, so they are read afterwards up to that size; the
+ones a writer may replace by a new file (an inline ``.i`` split into ``.i`` + ``.d``, a
+nodemap ``.nd`` that may be deleted) are opened under the lock and read from that handle,
+as Mercurial does, so a later rename does not matter. Other files (phaseroots, bookmarks,
+nodemap dockets, obsstore, caches), and pre-opened files beyond a file-handle budget, are
+small and copied aside while the lock is held. Which is which is decided from names.
 """
 
 from __future__ import annotations
@@ -95,8 +98,8 @@ def stream_capability(requirements: Iterable[bytes]) -> bytes:
 @dataclass
 class StreamEntry:
     """One file of a stream: ``source`` ``s`` (store) or ``c`` (cache), its unencoded
-    ``name`` and recorded ``size``. Data comes from the aside copy (``spill``/``offset``)
-    or from ``path`` read up to ``size``.
+    ``name`` and recorded ``size``. Data comes from the aside copy (``spill``/``offset``),
+    from ``fh`` opened under the lock, or from ``path``, read up to ``size``.
     """
 
     source: bytes
@@ -104,6 +107,7 @@ class StreamEntry:
     size: int
     path: str | None = None
     offset: int | None = None
+    fh: IO[bytes] | None = None
 
 
 @dataclass
@@ -139,8 +143,12 @@ class StoreSnapshot:
                 left -= len(data)
                 yield data
         else:
-            assert entry.path is not None
-            with open(entry.path, "rb") as fh:
+            if entry.fh is not None:
+                fh, entry.fh = entry.fh, None
+            else:
+                assert entry.path is not None
+                fh = open(entry.path, "rb")  # noqa: SIM115
+            with fh:
                 while left:
                     data = fh.read(min(left, _COPY_CHUNK))
                     if not data:
@@ -154,6 +162,10 @@ class StoreSnapshot:
             )
 
     def close(self) -> None:
+        for e in self.entries:
+            if e.fh is not None:
+                e.fh.close()
+                e.fh = None
         if self.spill is not None:
             self.spill.close()
             self.spill = None
@@ -165,16 +177,42 @@ class StoreSnapshot:
         self.close()
 
 
-def _is_volatile(name: bytes, path: str) -> bool:
-    """Whether a store file may be replaced rather than appended to."""
-    if name.endswith(b".d") or name.endswith(b".nd"):
-        return False
+def _open_budget() -> int:
+    """How many files a snapshot may keep open (beyond that, they are copied aside)."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 256
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    return max(16, min(4096, soft // 2 - 64))
+
+
+_APPEND_ONLY = "append"
+_KEEP_OPEN = "open"
+_COPY = "copy"
+
+
+def _is_volatile(name: bytes, path: str = "", inline: bool | None = None) -> bool:
+    """Whether a store file may be replaced rather than appended to: anything but a
+    revlog ``.d`` or non-inline ``.i``. ``inline`` (unknown: ``None``, then assumed)
+    says whether a ``.i`` keeps its data inline (it has no ``.d``); ``path`` is unused."""
+    return _kind(name, inline) != _APPEND_ONLY
+
+
+def _kind(name: bytes, inline: bool | None) -> str:
+    """How a store file is snapshotted, from its name (§10): revlog data and non-inline
+    indexes are append-only; an inline index (split by a writer into a new file) and a
+    nodemap ``.nd`` (deleted) are kept open; the rest is copied aside."""
+    if name.endswith(b".d"):
+        return _APPEND_ONLY
     if name.endswith(b".i"):
-        with open(path, "rb") as fh:
-            head = fh.read(4)
-        # inline revlogs are rewritten when they are split (§3.4)
-        return len(head) < 4 or bool(struct.unpack(">I", head)[0] & (1 << 16))
-    return True
+        return _APPEND_ONLY if inline is False else _KEEP_OPEN
+    if name.endswith(b".nd"):
+        return _KEEP_OPEN
+    return _COPY
 
 
 def snapshot(
@@ -198,7 +236,9 @@ def snapshot(
             names: list[tuple[bytes, bytes, str]] = []
             data_files: list[tuple[bytes, bytes, str]] = []
             top_files: list[tuple[bytes, bytes, str]] = []
-            for name, enc, _size in repo.store_files():
+            listed: dict[bytes, int] = {}
+            for name, enc, size in repo.store_files():
+                listed[name] = size
                 item = (b"s", name, str(svfs.rawvfs.join(enc)))
                 (data_files if name.startswith((b"data/", b"meta/")) else top_files).append(item)
             names += data_files
@@ -226,18 +266,40 @@ def snapshot(
                     path = str(repo.cachevfs.join(os.fsdecode(cname)))
                     if os.path.exists(path):
                         names.append((b"c", cname, path))
+            budget = _open_budget()
             for source, name, path in names:
+                kind = _COPY
+                if source == b"s":
+                    inline = None
+                    if name.endswith(b".i") and name in listed:
+                        inline = name[:-2] + b".d" not in listed
+                    kind = _kind(name, inline)
+                if kind == _KEEP_OPEN and budget <= 0:
+                    kind = _COPY
+                fh: IO[bytes] | None = None
                 try:
-                    size = os.stat(path).st_size
+                    if kind == _APPEND_ONLY and source == b"s" and name in listed:
+                        size = listed[name]  # stat'ed by the listing, under the lock
+                    elif kind == _APPEND_ONLY:
+                        size = os.stat(path).st_size
+                    else:
+                        fh = open(path, "rb")  # noqa: SIM115
+                        size = os.fstat(fh.fileno()).st_size
                 except FileNotFoundError:
                     continue
                 if not size and source == b"s" and not name.endswith(b".i"):
+                    if fh is not None:
+                        fh.close()
                     continue
                 entry = StreamEntry(source, name, size, path=path)
-                if _is_volatile(name, path):
-                    entry.offset = spill.seek(0, os.SEEK_END)
-                    copied = 0
-                    with open(path, "rb") as fh:
+                if kind == _KEEP_OPEN:
+                    entry.fh = fh
+                    budget -= 1
+                elif kind == _COPY:
+                    assert fh is not None
+                    with fh:
+                        entry.offset = spill.seek(0, os.SEEK_END)
+                        copied = 0
                         while copied < size:
                             data = fh.read(min(_COPY_CHUNK, size - copied))
                             if not data:
