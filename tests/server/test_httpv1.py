@@ -7,8 +7,10 @@ echo what the transport gave them.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import os
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -289,3 +291,51 @@ def test_request_body_limit(public_repo: Path) -> None:
     assert declared.status == 413
     postargs = [("X-HgArgs-Post", "2000")]
     assert call(limited, "POST", "/?cmd=upload", postargs, b"h" * 2000).status == 413
+
+
+def _gone_test(app: HgwireApp, after: int) -> tuple[int, list[str]]:
+    """Run an endless v1 stream whose client leaves after ``after`` body messages."""
+    events: list[str] = []
+
+    def endless() -> Iterator[bytes]:
+        try:
+            while True:
+                events.append("chunk")
+                yield os.urandom(50000)  # incompressible: every chunk reaches the client
+        finally:
+            events.append("closed")
+
+    def func(ctx: CommandContext, args: dict[bytes, bytes], payload: BinaryIO | None) -> V1Response:
+        return StreamResponse(endless())
+
+    app.registry.v1[b"endless"] = V1Command(b"endless", func, b"", "pull")
+    gone = asyncio.Event()
+    sent: list[bytes] = []
+    if after == 0:
+        gone.set()
+
+    async def receive() -> dict[str, Any]:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            sent.append(message["body"])
+            if len(sent) >= after:
+                gone.set()
+
+    scope = {"type": "http", "method": "GET", "path": "/", "query_string": b"cmd=endless",
+             "scheme": "http", "client": ("127.0.0.1", 1), "headers": []}  # fmt: skip
+    asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+    return len(sent), events
+
+
+@pytest.mark.parametrize("after", [0, 3])
+def test_v1_client_gone_stops_and_closes_the_stream(app: HgwireApp, after: int) -> None:
+    """A client leaving mid-stream stops production and closes the producer (its
+    ``finally`` runs: locks and files are released), even before the first chunk."""
+    count, events = _gone_test(app, after)
+    assert count <= after + 5
+    assert events.count("chunk") < 100
+    if "chunk" in events:
+        assert events[-1] == "closed"

@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, BinaryIO, cast
 from urllib.parse import unquote_to_bytes
+
+import anyio.to_thread
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -26,6 +29,8 @@ Send = Callable[[Message], Awaitable[None]]
 
 #: Request bodies larger than this are spooled to a temporary file.
 SPOOL_THRESHOLD = 1 << 20
+
+log = logging.getLogger("hgwire.server")
 
 _REASON: contextvars.ContextVar[str | None] = contextvars.ContextVar("hgwire_reason", default=None)
 
@@ -274,3 +279,55 @@ def text(status: int, body: str | bytes, reason: str | None = None, **kw: Any) -
     """A ``text/plain`` response."""
     data = body.encode("utf-8") if isinstance(body, str) else body
     return Response(status, data, "text/plain", reason, **kw)
+
+
+async def stream_pieces(
+    send: Send,
+    request: Request | None,
+    pieces: Iterator[bytes | memoryview],
+    batch_size: int,
+) -> int:
+    """Send ``pieces`` as the rest of a started response's body, produced in a worker
+    thread and joined into HTTP chunks of about ``batch_size`` bytes. Production stops
+    when the client goes away; ``pieces`` is closed in any case (releasing what its
+    producer holds). Returns the number of bytes sent."""
+    it = iter(pieces)
+    done = False
+
+    def batch() -> bytes:
+        nonlocal done
+        out: list[bytes | memoryview] = []
+        size = 0
+        while size < batch_size:
+            try:
+                piece = next(it)
+            except StopIteration:
+                done = True
+                break
+            out.append(piece)
+            size += len(piece)
+        return b"".join(out)
+
+    sent = 0
+    async with contextlib.AsyncExitStack() as stack:
+        gone = (
+            await stack.enter_async_context(request.disconnect_watch())
+            if request is not None
+            else (lambda: False)
+        )
+        try:
+            while not done and not gone():
+                data = await anyio.to_thread.run_sync(batch)
+                if data:
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+                    sent += len(data)
+        except Exception:
+            # Headers are out: the only way to tell the client is to cut the stream short.
+            log.exception("error while streaming a response")
+            raise
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    return sent

@@ -14,7 +14,6 @@ gets ``400 no such method: <cmd>`` as plain text (hgwire has no web UI to fall b
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import struct
 import zlib
@@ -45,6 +44,7 @@ from hgwire.server.asgi import (
     parse_query,
     send_response,
     start_response,
+    stream_pieces,
 )
 from hgwire.server.config import ServedRepo
 from hgwire.wire import cbor
@@ -356,6 +356,36 @@ async def render(
     raise HgwireError(f"unknown v1 response type {type(rsp).__name__}")
 
 
+class Compressed:
+    """``chunks`` through ``compress``, its end flushed; closing this closes ``chunks``
+    (even before the first piece was asked for)."""
+
+    def __init__(self, chunks: Iterator[bytes], compress: Callable[[bytes | None], bytes]):
+        self._chunks = chunks
+        self._pieces = self._run(iter(chunks), compress)
+
+    @staticmethod
+    def _run(it: Iterator[bytes], compress: Callable[[bytes | None], bytes]) -> Iterator[bytes]:
+        for chunk in it:
+            data = compress(bytes(chunk))
+            if data:
+                yield data
+        tail = compress(None)
+        if tail:
+            yield tail
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._pieces)
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+
 async def stream_body(
     send: Send,
     mediatype: str,
@@ -365,52 +395,9 @@ async def stream_body(
     request: Request | None = None,
 ) -> int:
     """Stream ``chunks`` (produced and compressed in a worker thread) as a chunked body."""
-    it = iter(chunks)
-    done = False
-
-    def batch() -> bytes:
-        nonlocal done
-        out: list[bytes] = []
-        size = 0
-        while size < STREAM_BATCH:
-            try:
-                chunk = next(it)
-            except StopIteration:
-                tail = compress(None)
-                if tail:
-                    out.append(tail)
-                done = True
-                break
-            data = compress(bytes(chunk))
-            if data:
-                out.append(data)
-                size += len(data)
-        return b"".join(out)
-
     await start_response(send, 200, [("Content-Type", mediatype)], OK_REASON)
     sent = 0
     if prefix:
         await send({"type": "http.response.body", "body": prefix, "more_body": True})
         sent += len(prefix)
-    async with contextlib.AsyncExitStack() as stack:
-        gone = (
-            await stack.enter_async_context(request.disconnect_watch())
-            if request is not None
-            else (lambda: False)
-        )
-        try:
-            while not done and not gone():
-                data = await anyio.to_thread.run_sync(batch)
-                if data:
-                    await send({"type": "http.response.body", "body": data, "more_body": True})
-                    sent += len(data)
-        except Exception:
-            # Headers are out: the only way to tell the client is to cut the stream short.
-            log.exception("error while streaming a v1 response")
-            raise
-        finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
-    return sent
+    return sent + await stream_pieces(send, request, Compressed(chunks, compress), STREAM_BATCH)

@@ -34,7 +34,15 @@ from hgwire.commands.context import CommandContext
 from hgwire.commands.registry import Registry, V2Command
 from hgwire.errors import CommandError, HgwireError
 from hgwire.server import auth
-from hgwire.server.asgi import Request, Response, Send, send_response, start_response, text
+from hgwire.server.asgi import (
+    Request,
+    Response,
+    Send,
+    send_response,
+    start_response,
+    stream_pieces,
+    text,
+)
 from hgwire.server.config import ServedRepo
 from hgwire.server.httpv1 import HTTP_V2_API, open_repo, refusal
 from hgwire.wire.events import NoOp, ProtocolErrorEvent, RunCommand, SendFrames
@@ -220,41 +228,8 @@ def _objects(cmd: V2Command, ctx: CommandContext, kwargs: dict[str, Any]) -> Ite
 
 async def stream_frames(send: Send, frames: SendFrames, request: Request) -> int:
     """Send the frames, produced in a worker thread, in chunks of about CHUNK_BATCH."""
-    it = frames.iter_chunks()
-    done = False
-
-    def batch() -> bytes:
-        nonlocal done
-        out: list[bytes | memoryview] = []
-        size = 0
-        while size < CHUNK_BATCH:
-            try:
-                piece = next(it)
-            except StopIteration:
-                done = True
-                break
-            out.append(piece)
-            size += len(piece)
-        return b"".join(out)
-
     await start_response(send, 200, [("Content-Type", FRAMINGTYPE)])
-    sent = 0
-    async with request.disconnect_watch() as gone:
-        try:
-            while not done and not gone():
-                data = await anyio.to_thread.run_sync(batch)
-                if data:
-                    await send({"type": "http.response.body", "body": data, "more_body": True})
-                    sent += len(data)
-        except Exception:
-            log.exception("error while streaming a v2 response")
-            raise
-        finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
-    return sent
+    return await stream_pieces(send, request, frames.iter_chunks(), CHUNK_BATCH)
 
 
 async def debugreflect(request: Request, send: Send) -> int:
