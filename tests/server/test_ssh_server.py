@@ -242,3 +242,20 @@ def test_internal_error_is_reported_and_session_continues(public_repo: Path) -> 
     assert fout.getvalue() == b"\n" + heads_reply(public_repo)
     assert b"RuntimeError: kaput" in ferr.getvalue()
     assert ferr.getvalue().endswith(b"internal error: kaput\n-\n")
+
+
+@pytest.mark.parametrize(("value", "upgraded"), [("always", True), ("on", True), (None, False)])
+def test_support_v2_is_read_as_hg_reads_booleans(
+    public_repo: Path, tmp_path: Path, value: str | None, upgraded: bool
+) -> None:
+    """``experimental.sshserver.support-v2`` takes every hg boolean (``always`` was
+    ignored) and is off by default, as in 6.0."""
+    from hgwire.server.sshserver import serve_stdio
+
+    repo = hgrepos.copy_repo(public_repo, tmp_path / "r")
+    overrides = [] if value is None else [f"experimental.sshserver.support-v2={value}"]
+    data = b"upgrade tok proto=exp-ssh-v2-0003\nhello\nbetween\npairs 81\n" + b"0" * 40
+    data += b"-" + b"0" * 40
+    fout, ferr = io.BytesIO(), io.BytesIO()
+    serve_stdio(str(repo), io.BytesIO(data), fout, ferr, overrides)  # type: ignore[arg-type]
+    assert fout.getvalue().startswith(b"upgraded tok exp-ssh-v2-0003\n") == upgraded

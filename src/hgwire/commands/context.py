@@ -42,8 +42,8 @@ class ServerConfig:
     #: ``experimental.web.apiserver`` and ``experimental.web.api.http-v2``.
     apiserver: bool = True
     api_http_v2: bool = True
-    #: ``experimental.sshserver.support-v2``.
-    sshserver_v2: bool = True
+    #: ``experimental.sshserver.support-v2`` (off by default, as in 6.0).
+    sshserver_v2: bool = False
     #: Content-redirect targets to advertise (v2 capabilities ``redirect``, spec §3.6,
     #: §7.3): maps with ``name``, ``protocol``, ``uris`` and optionally ``snirequired``,
     #: ``tlsversions``. Empty (the default): no ``redirect`` key is advertised.

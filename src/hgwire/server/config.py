@@ -191,7 +191,7 @@ def settings_from_items(items: Items) -> RepoSettings:
         ),
         apiserver=flag("experimental", "web.apiserver", True),
         api_http_v2=flag("experimental", "web.api.http-v2", True),
-        sshserver_v2=flag("experimental", "sshserver.support-v2", True),
+        sshserver_v2=flag("experimental", "sshserver.support-v2", False),
         extra={(s.encode(), n.encode()): v.encode() for (s, n), v in items.items()},
     )
     access = AccessRules(

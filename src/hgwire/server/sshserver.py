@@ -114,15 +114,17 @@ class SshServer:
         ferr: BinaryIO,
         config: ServerConfig | None = None,
         registry: Registry = REGISTRY,
-        support_v2: bool = False,
+        support_v2: bool | None = None,
     ) -> None:
+        """``support_v2`` (the upgrade to ``exp-ssh-v2-0003``) defaults to the
+        configuration's ``experimental.sshserver.support-v2``."""
         self.repo = repo
         self.fin = fin
         self.fout = fout
         self.ferr = ferr
         self.config = config if config is not None else ServerConfig()
         self.registry = registry
-        self.support_v2 = support_v2
+        self.support_v2 = self.config.sshserver_v2 if support_v2 is None else support_v2
         self.transport = "ssh-v1"
         self.session: dict[str, object] = {}
 
@@ -365,10 +367,8 @@ def serve_stdio(
         ferr.write(b"abort: %s\n" % str(exc).encode("utf-8", "replace"))
         ferr.flush()
         return 255
-    value = settings.items.get(("experimental", "sshserver.support-v2"))
-    support_v2 = value is not None and value.strip().lower() in ("1", "yes", "true", "on")
     load_commands()
-    server = SshServer(repo, fin, fout, ferr, settings.config, support_v2=support_v2)
+    server = SshServer(repo, fin, fout, ferr, settings.config)
     return server.serve()
 
 
