@@ -32,6 +32,17 @@ class EncodingError(ProtocolError):
     """A content-encoding (zlib, zstd-8mb) stream failed or exceeded its limits."""
 
 
+def format_message(message: bytes, args: list[bytes] | tuple[bytes, ...]) -> bytes:
+    """``message % args`` as Mercurial renders a v2 error; the raw format when the
+    peer-supplied format does not fit its arguments (``b"%\xfb" % x`` even overflows)."""
+    if not args:
+        return message
+    try:
+        return message % tuple(args)
+    except (TypeError, ValueError, OverflowError):
+        return message
+
+
 class CommandError(HgwireError):
     """A command rejected its arguments or failed in a way the client should be told.
 
@@ -42,11 +53,7 @@ class CommandError(HgwireError):
     def __init__(self, message: bytes, args: list[bytes] | None = None) -> None:
         self.message = message
         self.msgargs = list(args or [])
-        try:
-            text = (message % tuple(self.msgargs)) if self.msgargs else message
-        except (TypeError, ValueError, OverflowError):  # b"%\xfb" % x overflows
-            text = message
-        super().__init__(text.decode("utf-8", "replace"))
+        super().__init__(format_message(message, self.msgargs).decode("utf-8", "replace"))
 
 
 class RepositoryError(HgwireError):

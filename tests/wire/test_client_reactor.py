@@ -322,3 +322,12 @@ def test_receive_frame_size_limit() -> None:
     (event,) = reactor.receive_data(data)
     assert isinstance(event, ProtocolErrorEvent)
     assert "101" in event.message
+
+
+def test_command_failed_formatted_survives_overflowing_formats() -> None:
+    """A peer-supplied format like ``b"%\\xfb"`` overflows ``%``; the raw format is shown."""
+    from hgwire.wire.events import CommandFailed
+
+    failed = CommandFailed(request_id=1, message=b"%\xfbx", args=[b"a"])
+    assert failed.formatted() == b"%\xfbx"
+    assert CommandFailed(request_id=1, message=b"bad %s", args=[b"a"]).formatted() == b"bad a"

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from hgwire.errors import ProtocolError
+from hgwire.errors import ProtocolError, format_message
 from hgwire.wire.frames import Frame
 
 
@@ -171,10 +171,7 @@ class CommandFailed:
 
     def formatted(self) -> bytes:
         """``message % args`` as Mercurial renders it."""
-        try:
-            return self.message % tuple(self.args) if self.args else self.message
-        except (TypeError, ValueError):
-            return self.message
+        return format_message(self.message, tuple(self.args))
 
 
 @dataclass(frozen=True, slots=True)
