@@ -259,3 +259,22 @@ def test_support_v2_is_read_as_hg_reads_booleans(
     fout, ferr = io.BytesIO(), io.BytesIO()
     serve_stdio(str(repo), io.BytesIO(data), fout, ferr, overrides)  # type: ignore[arg-type]
     assert fout.getvalue().startswith(b"upgraded tok exp-ssh-v2-0003\n") == upgraded
+
+
+def test_huge_announced_sizes_are_refused(public_repo: Path) -> None:
+    """An argument or push chunk announcing more than MAX_VALUE bytes ends with an error
+    message (reading it from a buffered stdin tried to allocate it: MemoryError)."""
+    from hgwire.server.sshserver import MAX_VALUE
+
+    huge = MAX_VALUE * 1000000
+    for data in (
+        b"lookup\nkey %d\ntip" % huge,
+        request(b"unbundle", {b"heads": b"force".hex().encode()}) + b"%d\nabc" % huge,
+    ):
+        fout, ferr = io.BytesIO(), io.BytesIO()
+        fin = io.BufferedReader(io.BytesIO(data))  # type: ignore[arg-type]
+        server = SshServer(Repository.open(public_repo), fin, fout, ferr)  # type: ignore[arg-type]
+        code = server.serve()
+        assert b"Traceback" not in ferr.getvalue() and code != 1
+        assert b"exceeds %d" % MAX_VALUE in ferr.getvalue()
+        assert ferr.getvalue().endswith(b"\n-\n")

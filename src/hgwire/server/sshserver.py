@@ -41,6 +41,9 @@ SSHV2 = b"exp-ssh-v2-0003"
 NULLPAIR = b"%s-%s" % (b"0" * 40, b"0" * 40)
 #: Longest command or argument line accepted (hg's lines are short).
 MAX_LINE = 65536
+#: Largest argument value or push data chunk accepted (hg pushes 4 KiB chunks); a larger
+#: announced size ends the session with an error instead of allocating it.
+MAX_VALUE = 64 << 20
 
 
 def load_commands() -> None:
@@ -75,6 +78,9 @@ class PushPayload:
         if size <= 0:
             self.done = True
             return b""
+        if size > MAX_VALUE:
+            self.done = True
+            raise ProtocolError(f"push data chunk of {size} bytes exceeds {MAX_VALUE}")
         data = self._server.fin.read(size)
         if len(data) < size:
             self.done = True
@@ -183,6 +189,8 @@ class SshServer:
         return parts[0], int(parts[1])
 
     def _readexactly(self, n: int) -> bytes:
+        if n > MAX_VALUE:
+            raise _Shutdown(b"argument of %d bytes exceeds %d" % (n, MAX_VALUE))
         data = self.fin.read(n)
         if len(data) < n:
             raise _Shutdown(b"unexpected end of input while reading arguments")
