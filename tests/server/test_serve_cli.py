@@ -225,3 +225,29 @@ def test_root_does_not_follow_symlinks_out(public_repo: Path, tmp_path: Path) ->
     assert sorted(app.repositories) == ["inside"]
     for target in ("/linked", "/fake", "/inside/../fake", "/inside/%2e%2e/fake"):
         assert call(app, "GET", f"{target}?cmd=capabilities").status == 404, target
+
+
+def test_root_rescan_runs_off_the_event_loop(
+    public_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The --root rescan triggered by an unknown path walks the tree in a worker thread."""
+    import threading
+
+    from hgwire.server import app as appmod
+
+    root = tmp_path / "root"
+    hgrepos.copy_repo(public_repo, root / "a")
+    app = HgwireApp(ServerOptions(root=root), stand_in_registry())
+    threads: list[threading.Thread] = []
+    real = appmod.find_repositories
+
+    def recording(path: Path) -> dict[str, Path]:
+        threads.append(threading.current_thread())
+        return real(path)
+
+    monkeypatch.setattr(appmod, "find_repositories", recording)
+    app._last_scan = 0.0
+    assert call(app, "GET", "/nothing?cmd=capabilities").status == 404
+    assert len(threads) == 1 and threads[0] is not threading.main_thread()
+    assert call(app, "GET", "/nothing-either?cmd=capabilities").status == 404
+    assert len(threads) == 1  # throttled

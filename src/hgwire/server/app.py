@@ -126,8 +126,10 @@ class HgwireApp:
     def repositories(self) -> dict[str, ServedRepo]:
         return dict(self._repos)
 
-    def route(self, path: str) -> tuple[ServedRepo, list[str]] | None:
-        """The repository serving ``path`` and the remaining path segments."""
+    async def route(self, path: str) -> tuple[ServedRepo, list[str]] | None:
+        """The repository serving ``path`` and the remaining path segments. An unknown
+        path under ``--root`` rescans the directory (at most once a second, in a worker
+        thread: the walk never blocks the event loop)."""
         parts = [p for p in path.split("/") if p]
         for attempt in range(2):
             for n in range(len(parts), -1, -1):
@@ -136,7 +138,8 @@ class HgwireApp:
                     return served, parts[n:]
             if attempt or self.options.root is None or time.monotonic() - self._last_scan < 1:
                 break
-            self._scan()
+            self._last_scan = time.monotonic()  # concurrent misses do not walk again
+            await anyio.to_thread.run_sync(self._scan)
         return None
 
     # --- ASGI ----------------------------------------------------------------------------------
@@ -148,7 +151,7 @@ class HgwireApp:
         if scope["type"] != "http":
             return
         start = time.monotonic()
-        routed = self.route(scope.get("path", "/"))
+        routed = await self.route(scope.get("path", "/"))
         request = Request.from_scope(scope, receive, routed[1] if routed else [])
         status = 500
         sent = 0
