@@ -523,34 +523,39 @@ def _manifestchanges(ml: Revlog, mrev: int, p1mrev: int) -> list[tuple[bytes, by
 _BATCH = 512
 
 
-def _allrevisiondeltas(
-    rl: Revlog, version: bytes, linknodes: Sequence[bytes]
-) -> Iterator[RevisionDelta] | None:
-    """Every revision of ``rl`` in order with its stored delta as is (all bases were sent
-    before it), linknode ``linknodes[linkrev]``; ``None`` when that does not apply (a
-    linkrev outside ``linknodes``, revision flags, or cg1), for the general path."""
+def _allentries(
+    rl: Revlog, version: bytes, ncl: int
+) -> list[tuple[int, int, int, int, int, int, int, bytes]] | None:
+    """The index entries of ``rl`` when every revision can be sent with its stored delta
+    as is (linkrevs below ``ncl``, no flags, cg2/cg3); ``None`` otherwise."""
     if version == b"01":
         return None
-    n = len(rl)
-    entries = [rl._entry(r) for r in range(n)]
-    ncl = len(linknodes)
+    entries = [rl._entry(r) for r in range(len(rl))]
     for e in entries:
         if e[0] & 0xFFFF or not 0 <= e[4] < ncl:
             return None
-    return _alldeltas(rl, entries, linknodes)
+    return entries
 
 
-def _alldeltas(
+def _allchunks(
     rl: Revlog,
+    version: bytes,
     entries: list[tuple[int, int, int, int, int, int, int, bytes]],
     linknodes: Sequence[bytes],
-) -> Iterator[RevisionDelta]:
+) -> Iterator[bytes]:
+    """Framed delta chunks of every revision of ``rl`` in order, each with its stored
+    delta (its base was sent before it), linknode ``linknodes[linkrev]``."""
     n = len(entries)
     gd = rl.generaldelta
     nodes = [e[7] for e in entries]
     nodes.append(NULLID)  # index -1 (nullrev)
     decompress = rl._decompress
-    header = mdiff.trivialdiffheader
+    trivial = mdiff.trivialdiffheader
+    s = _headerstruct(version)
+    pack = s.pack
+    framelen = _CHUNK_LENGTH.pack
+    extra = s.size + 4
+    v3 = version == b"03"
     for lo in range(0, n, _BATCH):
         revs = list(range(lo, min(n, lo + _BATCH)))
         for rev, raw in zip(revs, rl._rawchunks(revs), strict=True):
@@ -558,21 +563,18 @@ def _alldeltas(
             data = decompress(raw, rev)
             base = e[3]
             if base == rev:
-                base = NULLREV
-                delta = header(len(data)) + data
+                head = trivial(len(data))
+                size = len(head) + len(data)
+                basenode = NULLID
             else:
-                if not gd:
-                    base = rev - 1
-                delta = bytes(data)
-            yield RevisionDelta(
-                node=e[7],
-                p1=nodes[e[5]],
-                p2=nodes[e[6]],
-                linknode=linknodes[e[4]],
-                deltabase=nodes[base],
-                delta=delta,
-                flags=0,
-            )
+                head = b""
+                size = len(data)
+                basenode = nodes[base if gd else rev - 1]
+            if v3:
+                header = pack(e[7], nodes[e[5]], nodes[e[6]], basenode, linknodes[e[4]], 0)
+            else:
+                header = pack(e[7], nodes[e[5]], nodes[e[6]], basenode, linknodes[e[4]])
+            yield b"".join((framelen(size + extra), header, head, data))
 
 
 def _isfullclone(repo: Repository, outgoing: Outgoing) -> bool:
@@ -581,6 +583,7 @@ def _isfullclone(repo: Repository, outgoing: Outgoing) -> bool:
     n = len(repo.changelog)
     return (
         n > 0
+        and b"treemanifest" not in repo.requirements
         and len(missing) == n
         and missing[0] == 0
         and missing[-1] == n - 1
@@ -602,38 +605,43 @@ def _storefilepaths(repo: Repository) -> list[bytes]:
 def _fullchangegroup(repo: Repository, version: bytes) -> Iterator[bytes]:
     """Every revision of every revlog whose linkrev is a changeset (a full clone): the
     file list from the store and linknodes from linkrevs, reading no manifest
-    (Mercurial's "fast path by linkrev")."""
+    (Mercurial's "fast path by linkrev"). Same records as :func:`packgroups` frames."""
     cl = repo.changelog
     ml = repo.manifestlog
     ncl = len(cl)
     clnodes = [cl.node(r) for r in range(ncl)]
 
-    def everything(rl: Revlog) -> Iterator[RevisionDelta]:
-        fast = _allrevisiondeltas(rl, version, clnodes)
-        if fast is not None:
-            return fast
+    def group(rl: Revlog, name: bytes | None) -> Iterator[bytes]:
+        entries = _allentries(rl, version, ncl)
+        if entries is not None:
+            if not entries and name is not None:
+                return
+            if name is not None:
+                yield chunk(name)
+            yield from _allchunks(rl, version, entries, clnodes)
+            yield closechunk()
+            return
         revs = [r for r in range(len(rl)) if 0 <= rl.linkrev(r) < ncl]
-        return _revisiondeltas(
-            rl, revs, version, lambda r: clnodes[rl.linkrev(r)], lambda r: r == NULLREV
+        if not revs and name is not None:
+            return
+        if name is not None:
+            yield chunk(name)
+        yield from _packdeltas(
+            version,
+            _revisiondeltas(
+                rl, revs, version, lambda r: clnodes[rl.linkrev(r)], lambda r: r == NULLREV
+            ),
+            rl.indexfile,
+            False,
         )
 
-    def filegroups() -> Iterator[tuple[bytes, Iterator[RevisionDelta]]]:
-        for path in _storefilepaths(repo):
-            fl = repo.file(path)
-            if not len(fl):
-                continue
-            deltas = everything(fl)
-            first = next(deltas, None)
-            if first is None:
-                continue
-            yield path, _prepend(first, deltas)
-
-    yield from packgroups(version, everything(cl), everything(ml), filegroups())
-
-
-def _prepend(first: RevisionDelta, rest: Iterator[RevisionDelta]) -> Iterator[RevisionDelta]:
-    yield first
-    yield from rest
+    yield from group(cl, None)
+    yield from group(ml, None)
+    if version == b"03":
+        yield closechunk()  # no tree manifests
+    for path in _storefilepaths(repo):
+        yield from group(repo.file(path), path)
+    yield closechunk()
 
 
 def makechangegroup(
