@@ -34,7 +34,7 @@ from hgwire.commands.registry import (
     V1Command,
     V1Response,
 )
-from hgwire.errors import HgwireError
+from hgwire.errors import HgwireError, RepositoryError
 from hgwire.repo.localrepo import Repository
 from hgwire.server import auth
 from hgwire.server.asgi import (
@@ -183,8 +183,15 @@ def v1_refusal(request: Request, denied: auth.Denied) -> Response:
 
 
 def open_repo(served: ServedRepo) -> Repository:
-    """The repository, opened for one request (readers never roll back journals)."""
-    return Repository.open(served.root, recover=False, search=False)
+    """The repository, opened for one request (readers never roll back journals). An
+    error names the repository by its URL path, never by where it lives on the server
+    (the filesystem path is logged)."""
+    try:
+        return Repository.open(served.root, recover=False, search=False)
+    except RepositoryError as exc:
+        log.error("opening %s: %s", served.root, exc)
+        message = str(exc).replace(str(served.root), "/" + served.name)
+        raise RepositoryError(message) from None
 
 
 def run_v1(
