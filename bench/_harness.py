@@ -12,6 +12,7 @@ the SSH row with the ``hgwire-hg`` shim as remote command is measured.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -38,8 +39,18 @@ HGWIRE = os.environ.get("HGWIRE") or str(ROOT / ".venv" / "bin" / "hgwire")
 SHIM = str(Path(shlex.split(HGWIRE)[0]).with_name("hgwire-hg"))
 BENCH_ROOT = Path(os.environ.get("HGWIRE_BENCH_DIR", "/dev/shm/hgwire-bench"))
 CORPUS_DIR = Path(os.environ.get("CORPUS_DIR") or BENCH_ROOT / "corpus")
-WORK = Path(os.environ.get("BENCH_WORK") or BENCH_ROOT / "work")
+# scratch space of this run only: two runs sharing one would delete each other's clones
+WORK = Path(os.environ.get("BENCH_WORK") or BENCH_ROOT / "work" / str(os.getpid()))
 HG10K_TAR = Path(os.environ.get("HG10K_TAR", "/work/shared/corpus/hg-history-10k.tar.gz"))
+
+
+def _work() -> Path:
+    """WORK, created on first use (and removed at exit unless BENCH_WORK named it)."""
+    if not WORK.exists():
+        WORK.mkdir(parents=True)
+        if "BENCH_WORK" not in os.environ:
+            atexit.register(shutil.rmtree, WORK, True)
+    return WORK
 
 
 def hg_env() -> dict[str, str]:
@@ -143,7 +154,7 @@ def run_anchor(
         BENCH_WORK=str(WORK),
         BENCH_PORT_BASE=str(free_port_base(len(rows) + 1)),
     )
-    WORK.mkdir(parents=True, exist_ok=True)
+    _work()
     args = [
         "-n", str(rounds), "--warmup", str(warmup),
         "--corpora", ",".join(str(c) for c in corpora),
@@ -411,7 +422,7 @@ def raw_stream(repo: Path, rounds: int) -> str:
     """Interleaved rounds: ``curl ?cmd=stream_out`` (legacy stream, to /dev/null) from
     ``hg serve`` (7.2.4, ``server.uncompressed``) and ``hgwire serve``, and ``tar | tar``
     of the store; medians of wall and server CPU. The server's share of a stream clone."""
-    work = WORK / "rawstream"
+    work = _work() / "rawstream"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     walls: dict[str, list[float]] = {"hg": [], "hgwire": [], "tar": []}
@@ -466,7 +477,7 @@ def concurrent_clones(
     repo: Path, client: Sequence[str], count: int, verify: int, label: str
 ) -> dict[str, Any]:
     """``count`` simultaneous ``client clone -U URL DEST`` from one warm hgwire server."""
-    work = WORK / f"concurrent-{label}"
+    work = _work() / f"concurrent-{label}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     expect_n = int(hg(HG72, "-R", repo, "log", "-r", "tip", "-T", "{rev}")) + 1
@@ -546,7 +557,7 @@ def profile_clone(
 ) -> str:
     """py-spy samples of a warm ``hgwire serve`` during ``repeat`` successive
     ``client clone -U``; a markdown summary (top functions, self and inclusive %)."""
-    work = WORK / "profile"
+    work = _work() / "profile"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     raw = Path(f"{out}.pyspy.txt")
