@@ -237,9 +237,10 @@ def snapshot(
             data_files: list[tuple[bytes, bytes, str]] = []
             top_files: list[tuple[bytes, bytes, str]] = []
             listed: dict[bytes, int] = {}
+            prefix = os.path.join(str(svfs.rawvfs.join("")), "")  # no pathlib per file
             for name, enc, size in repo.store_files():
                 listed[name] = size
-                item = (b"s", name, str(svfs.rawvfs.join(enc)))
+                item = (b"s", name, prefix + enc)
                 (data_files if name.startswith((b"data/", b"meta/")) else top_files).append(item)
             names += data_files
             for radix in (b"00manifest", b"00changelog"):
