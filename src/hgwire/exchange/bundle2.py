@@ -1082,8 +1082,12 @@ def _getbundle2(
         if pc.hidden_revs():
             raise RemoteAbortError(b"cannot stream clone a repository with secret changesets")
         bundler.addpart(streamclone.stream2_part(repo, phases=not publishing))
-    outgoing = cgmod.findoutgoing(repo, common, heads, served=served)
-    if cg and not stream and outgoing.missing:
+    # a stream part carries everything: what is missing is only needed without one (the
+    # heads asked for are still checked)
+    outgoing = None
+    if not stream or heads is not None:
+        outgoing = cgmod.findoutgoing(repo, common, heads, served=served, dag=dag)
+    if cg and not stream and outgoing is not None and outgoing.missing:
         versions = b2caps.get(b"changegroup")
         produce = cgmod.outgoingversions(repo.requirements)
         if versions:
@@ -1110,6 +1114,7 @@ def _getbundle2(
     if phases and not stream:
         if b"heads" not in b2caps.get(b"phases", []):
             raise RemoteAbortError(b"no common phases exchange method")
+        assert outgoing is not None
         headrevs = [cl.rev(n) for n in outgoing.heads]
         byphase: dict[int, set[int]] = {}
         if publishing:
@@ -1133,7 +1138,7 @@ def _getbundle2(
             data=encodephaseheads({ph: [cl.node(r) for r in revs] for ph, revs in
                                    byphase.items()}),
         )  # fmt: skip
-    if cg and not stream and outgoing.missing:
+    if cg and not stream and outgoing is not None and outgoing.missing:
         if b"hgtagsfnodes" in b2caps:
             tags = hgtagsfnodes_part(repo, outgoing.heads)
             if tags is not None:

@@ -396,12 +396,15 @@ def findoutgoing(
     heads: Iterable[bytes] | None = None,
     *,
     served: bytearray | None = None,
+    dag: dagops.DAG | None = None,
 ) -> Outgoing:
     """``missing = ::heads - ::common`` (spec §9.7). Unknown ``common`` nodes are ignored;
     unknown ``heads`` (or heads outside ``served``, one byte per rev) raise
-    :class:`AbortError`. ``heads`` defaults (``None``) to the served heads."""
+    :class:`AbortError`. ``heads`` defaults (``None``) to the served heads. ``dag`` is the
+    changelog's, when the caller has it already."""
     cl = repo.changelog
-    dag = dagops.DAG.from_storage(cl)
+    if dag is None:
+        dag = dagops.DAG.from_storage(cl)
     commonrevs = []
     for n in common:
         if n == NULLID:
