@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -90,3 +91,31 @@ def vectors_dir() -> Path:
     if not VECTORS.is_dir():
         pytest.fail(f"conformance vectors missing: {VECTORS}")
     return VECTORS
+
+
+#: The ``hg``-compatible entry point an SSH client runs as its remote command.
+HGWIRE_HG_SHIM = Path(sys.executable).with_name("hgwire-hg")
+
+SSH_STANDIN = """#!/bin/sh
+# ssh stand-in: drop ssh options and the host, run the remote command here.
+while [ $# -gt 1 ]; do
+    case $1 in
+        -o|-p|-l|-i|-F) shift 2 ;;
+        -*) shift ;;
+        *) break ;;
+    esac
+done
+shift
+exec sh -c "$*"
+"""
+
+
+@pytest.fixture
+def ssh(tmp_path: Path) -> list[str]:
+    """``--config`` options making hg reach ``hgwire-hg serve --stdio`` on this machine
+    through an ssh stand-in (no sshd; ``tests/server/test_ssh_sshd.py`` uses a real one)."""
+    assert HGWIRE_HG_SHIM.is_file(), f"{HGWIRE_HG_SHIM} missing (run scripts/bootstrap.sh)"
+    script = tmp_path / "ssh-standin"
+    script.write_text(SSH_STANDIN)
+    script.chmod(0o755)
+    return ["--config", f"ui.ssh={script}", "--config", f"ui.remotecmd={HGWIRE_HG_SHIM}"]

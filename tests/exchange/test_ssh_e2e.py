@@ -7,7 +7,6 @@ replies, stream clones, push replies) comes from :mod:`hgwire.exchange`.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,31 +16,6 @@ from tests.repo import hgrepos
 
 NULLID = b"\0" * 20
 LOG = "{node} {phase} {p1node} {p2node} {manifest} {files|json}\n"
-
-SHIM = Path(sys.executable).with_name("hgwire-hg")
-
-STANDIN = """#!/bin/sh
-# ssh stand-in: drop ssh options and the host, run the remote command here.
-while [ $# -gt 1 ]; do
-    case $1 in
-        -o|-p|-l|-i|-F) shift 2 ;;
-        -*) shift ;;
-        *) break ;;
-    esac
-done
-shift
-exec sh -c "$*"
-"""
-
-
-@pytest.fixture
-def ssh(tmp_path: Path) -> list[str]:
-    """``--config`` options making hg reach ``hgwire-hg serve --stdio`` via the stand-in."""
-    assert SHIM.is_file(), f"{SHIM} missing (run scripts/bootstrap.sh)"
-    script = tmp_path / "ssh-standin"
-    script.write_text(STANDIN)
-    script.chmod(0o755)
-    return ["--config", f"ui.ssh={script}", "--config", f"ui.remotecmd={SHIM}"]
 
 
 def url(path: Path) -> str:

@@ -21,24 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HgRunner
+from tests.conftest import HGWIRE_HG_SHIM, HgRunner
 from tests.repo import conftest as repo_fixtures
 from tests.repo import hgrepos
-
-SHIM = Path(sys.executable).with_name("hgwire-hg")
-
-STANDIN = """#!/bin/sh
-# ssh stand-in: drop ssh options and the host, run the remote command here.
-while [ $# -gt 1 ]; do
-    case $1 in
-        -o|-p|-l|-i|-F) shift 2 ;;
-        -*) shift ;;
-        *) break ;;
-    esac
-done
-shift
-exec sh -c "$*"
-"""
 
 pytestmark = pytest.mark.interop
 
@@ -47,16 +32,6 @@ pytestmark = pytest.mark.interop
 def full72(tmp_path_factory: pytest.TempPathFactory) -> hgrepos.GeneratedRepo:
     """The feature-rich repository built by hg 7.2 (secret, closed heads, tags...)."""
     return repo_fixtures._full(tmp_path_factory, "7.2.4")
-
-
-@pytest.fixture
-def ssh(tmp_path: Path) -> list[str]:
-    """``--config`` options making hg reach hgwire through the stand-in."""
-    assert SHIM.is_file(), f"{SHIM} missing (run scripts/bootstrap.sh)"
-    script = tmp_path / "ssh-standin"
-    script.write_text(STANDIN)
-    script.chmod(0o755)
-    return ["--config", f"ui.ssh={script}", "--config", f"ui.remotecmd={SHIM}"]
 
 
 def url(path: Path) -> str:
@@ -273,7 +248,7 @@ def test_missing_repository_and_unsafe_invocation(
     out = hg72("clone", url(tmp_path / "nothere"), tmp_path / "x", extra=ssh, check=False)
     assert out.returncode != 0
     assert b"remote: abort: repository" in out.stderr and b"not found" in out.stderr
-    cmd = [str(SHIM), "-R", str(tmp_path), "serve", "--stdio", "--debugger"]
+    cmd = [str(HGWIRE_HG_SHIM), "-R", str(tmp_path), "serve", "--stdio", "--debugger"]
     proc = subprocess.run(cmd, input=b"", capture_output=True, check=False)
     assert proc.returncode == 255
     assert proc.stderr.startswith(b"abort: potentially unsafe serve --stdio invocation")
