@@ -238,27 +238,35 @@ def command_output(objs: list[Any], outcome: str) -> Iterator[Any]:
     yield from objs[half:]
 
 
-commands = st.lists(
-    st.tuples(
-        command_names,
-        arguments,
-        request_data,
-        response_objects,
-        st.sampled_from(["ok", "ok", "ok", "command-error", "server-error"]),
-    ),
-    min_size=1,
-    max_size=4,
-)
+def command_lists(
+    objects: st.SearchStrategy[list[Any]],
+) -> st.SearchStrategy[list[tuple[bytes, dict[bytes, Any], bytes | None, list[Any], str]]]:
+    """1-4 commands: name, arguments, request data, response objects, outcome."""
+    return st.lists(
+        st.tuples(
+            command_names,
+            arguments,
+            request_data,
+            objects,
+            st.sampled_from(["ok", "ok", "ok", "command-error", "server-error"]),
+        ),
+        min_size=1,
+        max_size=4,
+    )
 
 
-@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
-@settings(
+#: Both directions run the same number of examples with the same health checks.
+interop_settings = settings(
     max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+
+
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
+@interop_settings
 @given(
-    cmds=commands,
+    cmds=command_lists(response_objects),
     encoders=st.sampled_from(ENCODER_LISTS),
     defer_output=st.booleans(),
     stream_per_request=st.booleans(),
@@ -424,27 +432,12 @@ indefinite = st.lists(st.binary(min_size=1, max_size=50), max_size=3).map(Indefi
 hg_response_objects = st.lists(
     st.one_of(values, values, values, values, big_bytes, indefinite), max_size=6
 )
-hg_commands = st.lists(
-    st.tuples(
-        command_names,
-        arguments,
-        request_data,
-        hg_response_objects,
-        st.sampled_from(["ok", "ok", "ok", "command-error", "server-error"]),
-    ),
-    min_size=1,
-    max_size=4,
-)
 
 
 @pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
-@settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@interop_settings
 @given(
-    cmds=hg_commands,
+    cmds=command_lists(hg_response_objects),
     encoders=st.sampled_from(ENCODER_LISTS),
     buffer_sends=st.booleans(),
     defer_output=st.booleans(),
