@@ -33,6 +33,7 @@ from hgwire.commands import common
 from hgwire.commands.registry import REGISTRY, Arg
 from hgwire.errors import CommandError, LookupNodeError, RepositoryError
 from hgwire.repo import dagops, mdiff
+from hgwire.repo.manifest import manifest_lines
 from hgwire.wire.cbor import IndefiniteBytes
 
 if TYPE_CHECKING:
@@ -333,19 +334,9 @@ def _changeset_header(text: bytes) -> tuple[bytes, list[bytes]]:
 
 
 def _manifest_lines(data: bytes) -> dict[bytes, bytes] | None:
-    """``path -> hex file node`` of whole manifest lines (None when ``data`` is not a
-    sequence of well-formed lines)."""
-    out = {}
-    if data and not data.endswith(b"\n"):
-        return None
-    for line in data.split(b"\n"):
-        if not line:
-            continue
-        path, sep, rest = line.partition(b"\0")
-        if not sep or len(rest) < 40:
-            return None
-        out[path] = rest[:40]
-    return out
+    """``path -> hex file node`` of whole manifest lines (None when malformed)."""
+    lines = manifest_lines(data)
+    return None if lines is None else dict(lines)
 
 
 def _find_line(text: bytes, path: bytes) -> bytes | None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from hgwire.errors import AbortError, BundleError, HgwireError, LookupNodeError
 from hgwire.repo import dagops, mdiff
 from hgwire.repo import phases as phasesmod
+from hgwire.repo.manifest import manifest_lines
 from hgwire.repo.revlog import RevisionDelta, Revlog
 
 if TYPE_CHECKING:
@@ -490,18 +491,13 @@ _CENSORED = 1 << 15
 
 def _manifestlines(data: bytes) -> list[tuple[bytes, bytes]] | None:
     """``(path, filenode)`` per manifest line of ``data``; None if a line is malformed."""
-    out = []
-    for line in data.split(b"\n"):
-        if not line:
-            continue
-        path, sep, rest = line.partition(b"\0")
-        if not sep or len(rest) < 40:
-            return None
-        try:
-            out.append((path, bytes.fromhex(rest[:40].decode("ascii"))))
-        except (ValueError, UnicodeDecodeError):
-            return None
-    return out
+    lines = manifest_lines(data)
+    if lines is None:
+        return None
+    try:
+        return [(path, bytes.fromhex(node.decode("ascii"))) for path, node in lines]
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def _manifestchanges(ml: Revlog, mrev: int, p1mrev: int) -> list[tuple[bytes, bytes]]:
@@ -512,11 +508,9 @@ def _manifestchanges(ml: Revlog, mrev: int, p1mrev: int) -> list[tuple[bytes, by
         base, delta = ml.storeddelta(mrev)
         if base != p1mrev:
             delta = ml.revdiff(p1mrev, mrev)
-        data = b"".join(h[2] for h in mdiff.hunks(delta))
-        if not data or data.endswith(b"\n"):
-            lines = _manifestlines(data)
-            if lines is not None:
-                return lines
+        lines = _manifestlines(b"".join(h[2] for h in mdiff.hunks(delta)))
+        if lines is not None:
+            return lines
     lines = _manifestlines(ml.rawdata(mrev))
     if lines is None:
         raise AbortError(f"{ml.indexfile}: bad manifest line in revision {mrev}")

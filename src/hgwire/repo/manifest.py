@@ -105,6 +105,23 @@ class Manifest(Mapping[bytes, tuple[bytes, bytes]]):
         return b"".join(p + b"\0" + e[p][0].hex().encode("ascii") + e[p][1] + b"\n" for p in self)
 
 
+def manifest_lines(data: bytes) -> list[tuple[bytes, bytes]] | None:
+    """``(path, 40-byte hex file node)`` of each whole manifest line in ``data`` (a full
+    text, or the inserted text of a line-aligned delta, §4.2/§3.3); None when ``data``
+    is not a sequence of well-formed lines. Flags after the node are not returned."""
+    if data and not data.endswith(b"\n"):
+        return None
+    out = []
+    for line in data.split(b"\n"):
+        if not line:
+            continue
+        path, sep, rest = line.partition(b"\0")
+        if not sep or len(rest) < 40:
+            return None
+        out.append((path, rest[:40]))
+    return out
+
+
 def manifestdiff(old: bytes, new: bytes) -> bytes:
     """A line-aligned delta between two sorted manifest texts.
 
